@@ -8,6 +8,7 @@ error naming the file and the offending class.
 """
 from __future__ import annotations
 
+import _compat_pickle
 import contextlib
 import copyreg
 import io
@@ -37,6 +38,7 @@ _NUMPY_ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+    ("builtins", "object"),  # the base argument of copyreg._reconstructor in protocol 0/1
     ("builtins", "slice"), ("builtins", "complex"), ("builtins", "set"), ("builtins", "frozenset"),
     ("collections", "OrderedDict"), ("_codecs", "encode"),
 }
@@ -56,6 +58,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._allow_sparse = allow_sparse
 
     def find_class(self, module: str, name: str) -> Any:
+        # Python-2 pickles (protocol 0/1, e.g. official SMPL files) use old module names such
+        # as copy_reg; map them to Python 3 names first, as pickle's own find_class does.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        elif module in _compat_pickle.IMPORT_MAPPING:
+            module = _compat_pickle.IMPORT_MAPPING[module]
         if (module, name) in _NUMPY_ALLOWED or _is_numpy_dtype_class(module, name):
             return super().find_class(module, name)
         if module == "copyreg" and name == "_reconstructor":
