@@ -133,7 +133,8 @@ def render_motion(exercise: Exercise, reps: int, key_values_deg: Mapping[str, fl
     Rep 3: insufficient right knee flexion: 85° detected, 90° required; ...'.
 
     `reps` is the number of completed repetitions; `key_values_deg` maps DoF names to their
-    value (degrees) at the exercise's first keyframe in the latest rep.
+    value (degrees) at the exercise's first keyframe in the latest rep. Violation `cycle`
+    indices are 0-based (as in `analyze`'s JSON); the text numbers reps from 1.
     """
     parts = [f"{exercise.display_name}, rep {reps}." if reps > 0
              else f"{exercise.display_name}, no completed rep yet."]
@@ -151,7 +152,7 @@ def render_motion(exercise: Exercise, reps: int, key_values_deg: Mapping[str, fl
             groups.append((v.cycle, []))
         groups[-1][1].append(describe_violation(v))
     for cycle, texts in groups:
-        head = f"Rep {cycle}" if cycle is not None else "Overall"
+        head = f"Rep {cycle + 1}" if cycle is not None else "Overall"  # cycles are 0-based
         parts.append(f"{head}: {'; '.join(texts)}.")
     if hidden:
         parts.append(f"({hidden} more violation{'s' if hidden > 1 else ''} not shown.)")

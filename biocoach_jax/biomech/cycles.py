@@ -1,0 +1,109 @@
+"""Repetition cycles from a driving signal: polarity, keyframes (peaks), boundaries, completeness.
+
+Given the smoothed driving signal s (one DoF, or a weighted sum of DoFs) of valid length L:
+
+1. Range of motion: rom = q95 - q05 of s over the valid frames (robust to spikes).
+2. Polarity: +1 keeps s, -1 uses -s, 0 = auto. Auto rule: the resting level is the median of the
+   first 0.25 s; the movement's excursions go toward the robust extreme (q05 or q95) that is
+   farther from it, and that direction is made positive (ties -> +1). A recording that starts
+   mid-repetition should pass the polarity explicitly.
+3. Keyframes = peaks of the oriented signal y at least min_period_s apart (scipy's distance
+   rule; see peaks.py) with an edge-aware prominence >= prominence_frac * rom: scipy's
+   prominence, except that a peak with no higher sample after it up to the recording's end is
+   judged on its left drop only (and one with none before it, on its right drop), so a last
+   repetition cut off by the end of the recording is still found (then marked incomplete).
+4. Boundaries: between consecutive keyframes, the lowest point of y between them (the first one
+   on ties). Before the first keyframe: the last frame at or before it where y is within
+   onset_frac * rom of the minimum of y on [0, key]; after the last keyframe: the first such
+   frame on [key, L-1] (so leading/trailing rest is not counted in the cycle).
+5. Pseudo-detections are dropped: cycles longer than max_period_s (seconds).
+6. Incomplete cycles are kept but flagged (complete=False): start or end farther than
+   rest_tol_frac * rom above the resting level (q05 of y) - e.g. the recording ends mid-rep or
+   the stand-up is unfinished - or amplitude y[key] - max(y[start], y[end]) below
+   amp_frac * the median amplitude of the session's cycles.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from .ops import compact, frame_mask, masked_median, masked_quantile
+from .peaks import find_peaks, peak_sides
+
+
+class CycleResult(NamedTuple):
+    """Fixed-size cycle list (C,), in time order; unused slots have valid=False and index -1."""
+    start: jax.Array        # (C,) int32 first frame of the cycle
+    end: jax.Array          # (C,) int32 last frame of the cycle (inclusive)
+    key: jax.Array          # (C,) int32 keyframe (peak of the oriented driving signal)
+    complete: jax.Array     # (C,) bool, False for incomplete (still valid) cycles
+    valid: jax.Array        # (C,) bool
+    count: jax.Array        # () int32 valid cycles
+    polarity: jax.Array     # () int32 +1 / -1 actually used
+    rom: jax.Array          # () float32 robust range of motion of the driving signal
+    n_keyframes: jax.Array  # () int32 keyframes found (cycles are exact iff <= C)
+
+
+def auto_polarity(s, length, fps: float):
+    """+1 or -1: the sign that makes excursions away from the starting (rest) level positive."""
+    T = s.shape[-1]
+    m = frame_mask(length, T)
+    lo, hi = masked_quantile(s, m, (0.05, 0.95))
+    n0 = max(1, int(round(0.25 * fps)))
+    rest = masked_median(s, m & (jnp.arange(T) < n0))
+    return jnp.where(hi - rest >= rest - lo, 1, -1).astype(jnp.int32)
+
+
+def detect_cycles(s, length, fps: float, *, polarity=0, prominence_frac=0.3, min_period_s=0.5,
+                  max_period_s=10.0, rest_tol_frac=0.25, onset_frac=0.05, amp_frac=0.5, max_cycles: int = 16,
+                  max_peaks: int = 32):
+    """Cycles of one driving signal s (T,) with `length` valid frames (see module doc).
+
+    fps, min_period_s, max_cycles, max_peaks are static; the other parameters may be traced.
+    Vmap it for batches.
+    """
+    T = s.shape[-1]
+    t = jnp.arange(T)
+    m = t < length
+    L = jnp.asarray(length, jnp.int32)
+    pol = jnp.asarray(polarity, jnp.int32)
+    pol = jnp.where(pol == 0, auto_polarity(s, L, fps), jnp.sign(pol)).astype(jnp.int32)
+    y = s * pol.astype(s.dtype)
+    rest, hi = masked_quantile(y, m, (0.05, 0.95))
+    rom = hi - rest
+    thr = jnp.maximum(prominence_frac * rom, 1e-6)
+    pk = find_peaks(y, L, distance=max(1.0, min_period_s * fps), max_peaks=max_peaks)
+    sd = peak_sides(y, jnp.maximum(pk.indices, 0), L)
+    top = y[jnp.maximum(pk.indices, 0)]
+    drop = jnp.where(sd.right_open, top - sd.left_min,
+                     jnp.where(sd.left_open, top - sd.right_min, pk.prominences))
+    key, has, n_key = compact(pk.valid & (drop >= thr), pk.indices, max_peaks, -1)
+    C = max_cycles
+    key, has = key[:C], has[:C]
+    n = jnp.minimum(n_key, C)
+    # Segment i of the C+1 gaps: [key[i-1], key[i]] with the signal edges at both ends.
+    prev = jnp.concatenate([jnp.zeros(1, jnp.int32), key])
+    nxt = jnp.concatenate([key, jnp.zeros(1, jnp.int32)])
+    gi = jnp.arange(C + 1)
+    seg_lo = jnp.where(gi == 0, 0, prev)
+    seg_hi = jnp.where(gi == n, L - 1, nxt)
+    in_seg = (t >= seg_lo[:, None]) & (t <= seg_hi[:, None]) & m
+    ys = jnp.where(in_seg, y, jnp.inf)
+    seg_min = ys.min(axis=1)
+    near_min = in_seg & (y <= seg_min[:, None] + onset_frac * rom)
+    valley = jnp.argmin(ys, axis=1).astype(jnp.int32)
+    lead = jnp.max(jnp.where(near_min, t, -1), axis=1).astype(jnp.int32)
+    trail = jnp.min(jnp.where(near_min, t, T), axis=1).astype(jnp.int32)
+    bound = jnp.where(gi == 0, lead, jnp.where(gi == n, trail, valley))
+    start, end = bound[:-1], bound[1:]
+    dur = (end - start).astype(jnp.float32) / fps
+    valid = has & (dur <= max_period_s)
+    ys_, ye_, yk = y[jnp.maximum(start, 0)], y[jnp.maximum(end, 0)], y[jnp.maximum(key, 0)]
+    at_rest = (ys_ - rest <= rest_tol_frac * rom) & (ye_ - rest <= rest_tol_frac * rom)
+    amp = yk - jnp.maximum(ys_, ye_)
+    complete = at_rest & (amp >= amp_frac * masked_median(amp, valid))
+    (start, end, key, complete), ok, count = compact(
+        valid, (start, end, key, complete), C, (-1, -1, -1, False))
+    return CycleResult(start, end, key, complete & ok, ok, count, pol, rom, n_key)

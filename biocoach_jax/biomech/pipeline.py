@@ -1,0 +1,174 @@
+"""The batched kernel: smooth -> cycles -> key values / ROM -> align + quality -> constraints.
+
+`analyze_batch(poses (B, T, 46), lengths (B,), spec, fps)` validates on the host, then runs one
+jitted function vmapped over sessions. Padding frames (t >= length) never influence results.
+"""
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import skel
+from .align import quality_matrix, resample_cycles
+from .constraints import ViolationArrays, check_constraints
+from .cycles import CycleResult, detect_cycles
+from .ops import frame_mask, masked_quantile
+from .peaks import PeakResult, find_peaks
+from .smooth import gaussian_smooth
+from .spec import KernelSpec
+
+
+class KernelResult(NamedTuple):
+    """Batched results; C = spec.max_cycles, D = 46, R = spec.ref_len."""
+    smoothed: jax.Array          # (B, T, D) smoothed poses (radians; padding frames hold the last value)
+    drive: jax.Array             # (B, T) driving signal (before polarity)
+    cycles: CycleResult          # fields (B, C) / (B,)
+    key_values: jax.Array        # (B, C, D) smoothed angle at each cycle's keyframe
+    rom: jax.Array               # (B, C, D) max - min over each cycle
+    quality: jax.Array           # (B, C, D) cycle quality vs reference (0 where not scored)
+    quality_overall: jax.Array   # (B, C) mean over scored DoFs (NaN if none)
+    violations: ViolationArrays  # (B, C, D, K)
+
+
+def check_batch(poses, lengths, fps, where: str = "analyze_batch"):
+    """Host-side input validation with clear messages (skipped for traced inputs)."""
+    if not (isinstance(fps, (int, float)) and fps > 0):
+        raise ValueError(f"{where}: fps must be a positive Python number, got {fps!r}")
+    if poses.ndim != 3 or poses.shape[-1] != skel.NUM_DOFS:
+        raise ValueError(f"{where}: poses must have shape (B, T, {skel.NUM_DOFS}), got {poses.shape}")
+    if lengths.shape != poses.shape[:1]:
+        raise ValueError(f"{where}: lengths must have shape ({poses.shape[0]},), got {lengths.shape}")
+    if isinstance(poses, jax.core.Tracer) or isinstance(lengths, jax.core.Tracer):
+        return
+    lens = np.asarray(lengths)
+    if np.any(lens < 1) or np.any(lens > poses.shape[1]):
+        raise ValueError(f"{where}: lengths must be in [1, T={poses.shape[1]}], got "
+                         f"min {lens.min()} max {lens.max()}")
+    valid = np.arange(poses.shape[1])[None, :] < lens[:, None]
+    bad = ~np.isfinite(np.asarray(poses)).all(axis=-1) & valid
+    if bad.any():
+        b, t = np.argwhere(bad)[0]
+        raise ValueError(f"{where}: poses contain NaN/inf (first at session {b}, frame {t})")
+
+
+def _smooth_session(pose, length, spec: KernelSpec, fps):
+    return gaussian_smooth(pose.T, spec.sigma_s, fps, length).T      # (T, D)
+
+
+def _cycles_of(drive, length, spec: KernelSpec, fps):
+    return detect_cycles(
+        drive, length, fps, polarity=spec.polarity, prominence_frac=spec.prominence_frac,
+        min_period_s=spec.min_period_s, max_period_s=spec.max_period_s,
+        rest_tol_frac=spec.rest_tol_frac, onset_frac=spec.onset_frac, amp_frac=spec.amp_frac,
+        max_cycles=spec.max_cycles, max_peaks=spec.max_peaks)
+
+
+def _analyze_session(pose, length, spec: KernelSpec, fps: float):
+    x = _smooth_session(pose, length, spec, fps)
+    drive = x @ spec.drive_weights
+    cyc = _cycles_of(drive, length, spec, fps)
+    T = x.shape[0]
+    t = jnp.arange(T)
+    in_cyc = (t[None, :] >= cyc.start[:, None]) & (t[None, :] <= cyc.end[:, None])   # (C, T)
+    xm = x[None, :, :]
+    rom = (jnp.max(jnp.where(in_cyc[..., None], xm, -jnp.inf), axis=1)
+           - jnp.min(jnp.where(in_cyc[..., None], xm, jnp.inf), axis=1))
+    rom = jnp.where(cyc.valid[:, None], rom, 0.0)
+    key_values = jnp.where(cyc.valid[:, None], x[jnp.maximum(cyc.key, 0)], 0.0)
+    curves = resample_cycles(x, cyc.start, cyc.end, spec.ref_len)
+    scored = spec.ref_mask & spec.selected
+    q, q_all = quality_matrix(curves, spec.references, scored, spec.quality_weights)
+    q = jnp.where(cyc.valid[:, None], q, 0.0)
+    q_all = jnp.where(cyc.valid, q_all, jnp.nan)
+    viol = check_constraints(x, cyc, spec.constraint_params(), fps)
+    return KernelResult(x, drive, cyc, key_values, rom, q, q_all, viol)
+
+
+@functools.partial(jax.jit, static_argnames=("fps",))
+def _analyze_jit(poses, lengths, spec, fps):
+    return jax.vmap(_analyze_session, in_axes=(0, 0, None, None))(poses, lengths, spec, fps)
+
+
+def analyze_batch(poses, lengths, spec: KernelSpec, fps: float) -> KernelResult:
+    """Analyse B padded sessions: poses (B, T, 46) float32 radians, lengths (B,) int32."""
+    poses = jnp.asarray(poses, jnp.float32) if not isinstance(poses, jax.Array) else poses
+    lengths = jnp.asarray(lengths, jnp.int32)
+    check_batch(poses, lengths, fps)
+    return _analyze_jit(poses.astype(jnp.float32), lengths, spec, float(fps))
+
+
+class Activity(NamedTuple):
+    rom: jax.Array          # (B, D) robust ROM (q95 - q05) of the smoothed signal, radians
+    periodicity: jax.Array  # (B, D) in [0, 1]: max normalised autocorrelation over plausible periods
+    score: jax.Array        # (B, D) rom * (0.5 + 0.5 * periodicity): ranks DoFs for `auto`
+
+
+@functools.partial(jax.jit, static_argnames=("fps", "sigma_s", "min_period_s", "max_period_s"))
+def _activity_jit(poses, lengths, fps, sigma_s, min_period_s, max_period_s):
+    B, T, _ = poses.shape
+    x = jnp.swapaxes(gaussian_smooth(jnp.swapaxes(poses, 1, 2), sigma_s, fps, lengths[:, None]), 1, 2)
+    m = frame_mask(lengths, T)[:, :, None]                                    # (B, T, 1)
+    q = masked_quantile(jnp.swapaxes(x, 1, 2), jnp.swapaxes(jnp.broadcast_to(m, x.shape), 1, 2),
+                        (0.05, 0.95))
+    rom = q[..., 1] - q[..., 0]
+    mean = jnp.sum(jnp.where(m, x, 0.0), axis=1, keepdims=True) / lengths[:, None, None]
+    y = jnp.where(m, x - mean, 0.0)
+    spec = jnp.fft.rfft(y, n=2 * T, axis=1)
+    ac = jnp.fft.irfft(spec * jnp.conj(spec), n=2 * T, axis=1)[:, :T]        # (B, T, D)
+    lag = jnp.arange(T)[None, :, None]
+    L = lengths[:, None, None]
+    # Unbiased per-lag normalisation, lags limited to half the valid length for stability.
+    r = ac / jnp.maximum(ac[:, :1], 1e-12) * L / jnp.maximum(L - lag, 1)
+    ok = (lag >= max(1, int(min_period_s * fps))) & (lag <= jnp.minimum(max_period_s * fps, L // 2))
+    per = jnp.clip(jnp.max(jnp.where(ok, r, -1.0), axis=1), 0.0, 1.0)
+    return Activity(rom, per, rom * (0.5 + 0.5 * per))
+
+
+def dof_activity(poses, lengths, fps: float, *, sigma_s=0.1, min_period_s=0.5,
+                 max_period_s=10.0) -> Activity:
+    """Per-DoF activity (robust ROM and periodicity) to pick the driving DoF / active joints."""
+    poses = jnp.asarray(poses, jnp.float32)
+    lengths = jnp.asarray(lengths, jnp.int32)
+    check_batch(poses, lengths, fps, "dof_activity")
+    return _activity_jit(poses, lengths, float(fps), float(sigma_s), float(min_period_s),
+                         float(max_period_s))
+
+
+class Segmentation(NamedTuple):
+    smoothed: jax.Array   # (B, T, D)
+    peaks: PeakResult     # per DoF: fields (B, D, P)
+    cycles: CycleResult   # (B, C)
+
+
+@functools.partial(jax.jit, static_argnames=("fps", "dof_max_peaks"))
+def _segment_jit(poses, lengths, spec, fps, dof_max_peaks):
+    def one(pose, length):
+        x = _smooth_session(pose, length, spec, fps)
+        xt = x.T                                                            # (D, T)
+        m = frame_mask(length, xt.shape[1])
+        # Per-DoF threshold from the plain range (max - min): a sort per DoF costs more than
+        # the whole peak search on CPU; the robust (quantile) ROM is kept for the driving signal.
+        rng = jnp.max(jnp.where(m, xt, -jnp.inf), axis=1) - jnp.min(jnp.where(m, xt, jnp.inf), axis=1)
+        pk = find_peaks(xt, length, distance=max(1.0, spec.min_period_s * fps),
+                        prominence=jnp.maximum(spec.prominence_frac * rng, 1e-6),
+                        max_peaks=dof_max_peaks)
+        return Segmentation(x, pk, _cycles_of(x @ spec.drive_weights, length, spec, fps))
+    return jax.vmap(one)(poses, lengths)
+
+
+def segment_batch(poses, lengths, spec: KernelSpec, fps: float, *, dof_max_peaks: int = 96) -> Segmentation:
+    """Smoothing + per-DoF peaks + cycles of the driving signal, for B sessions.
+
+    Per-DoF peaks: at least spec.min_period_s apart, prominence >= spec.prominence_frac *
+    (max - min) of the smoothed DoF; exact while each DoF has <= dof_max_peaks local maxima
+    (check `peaks.n_candidates`). This is the part timed against scipy in
+    benchmarks/biomech_vs_scipy.py.
+    """
+    poses = jnp.asarray(poses, jnp.float32)
+    lengths = jnp.asarray(lengths, jnp.int32)
+    check_batch(poses, lengths, fps, "segment_batch")
+    return _segment_jit(poses, lengths, spec, float(fps), int(dof_max_peaks))

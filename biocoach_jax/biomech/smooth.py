@@ -1,0 +1,57 @@
+"""Gaussian smoothing along time, matching `scipy.ndimage.gaussian_filter1d(mode="nearest")`.
+
+sigma is given in seconds and converted once: sigma_samples = sigma_s * fps. The kernel is
+scipy's: radius = int(truncate * sigma_samples + 0.5), weights exp(-t^2 / (2 sigma^2)) normalised
+to sum 1. "nearest" edges repeat the first / last *valid* sample, so a padded series of valid
+length L smooths exactly as the unpadded x[:L] would (the padding is overwritten first).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def gaussian_kernel(sigma_samples: float, truncate: float = 4.0) -> np.ndarray:
+    """The normalised 1-D Gaussian weights scipy uses (float64, length 2*radius+1)."""
+    if not (sigma_samples > 0 and math.isfinite(sigma_samples)):
+        raise ValueError(f"gaussian_smooth: sigma must be a positive number of samples, got {sigma_samples}")
+    radius = int(truncate * float(sigma_samples) + 0.5)
+    t = np.arange(-radius, radius + 1, dtype=np.float64)
+    w = np.exp(-0.5 * (t / sigma_samples) ** 2)
+    return w / w.sum()
+
+
+def hold_last(x, length):
+    """Replace padding frames (t >= length) by the last valid value, along the last axis."""
+    T = x.shape[-1]
+    L = jnp.broadcast_to(jnp.asarray(length, jnp.int32), x.shape[:-1])
+    last = jnp.take_along_axis(x, jnp.clip(L - 1, 0, T - 1)[..., None], axis=-1)
+    return jnp.where(jnp.arange(T) < L[..., None], x, last)
+
+
+def gaussian_smooth(x, sigma_s: float, fps: float, length=None, truncate: float = 4.0):
+    """Gaussian-smooth x (..., T) along its last axis; sigma in seconds, fps static.
+
+    length: None (all T frames valid) or int array broadcastable to x.shape[:-1] (each >= 1).
+    Frames at or after `length` come back as the held last smoothed-edge value and must be
+    ignored by callers (they are, via the length masks, everywhere in this package).
+    """
+    w = gaussian_kernel(float(sigma_s) * float(fps), truncate)
+    radius = (w.shape[0] - 1) // 2
+    x = jnp.asarray(x, jnp.float32)
+    T = x.shape[-1]
+    if length is not None:
+        x = hold_last(x, length)
+    lead = x.shape[:-1]
+    flat = x.reshape((-1, 1, T))
+    # "nearest" boundary: repeat the first sample on the left and the (held) last on the right.
+    padded = jnp.pad(flat, ((0, 0), (0, 0), (radius, radius)), mode="edge")
+    kernel = jnp.asarray(w[::-1].copy(), jnp.float32).reshape(1, 1, -1)
+    out = jax.lax.conv_general_dilated(
+        padded, kernel, window_strides=(1,), padding="VALID",
+        precision=jax.lax.Precision.HIGHEST,
+    )
+    return out.reshape(lead + (T,))

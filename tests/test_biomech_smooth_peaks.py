@@ -1,0 +1,146 @@
+"""Parity of the biomech smoothing and peak finder with scipy (the independent oracle)."""
+import numpy as np
+import pytest
+import jax
+import jax.numpy as jnp
+import scipy.ndimage as ndi
+import scipy.signal as ss
+
+from biocoach_jax.biomech import find_peaks, gaussian_smooth
+
+T_PAD = 255          # one padded width for every random case: few compiles
+P = 128              # >= T_PAD // 2: every local maximum fits (results exact)
+CASES = {
+    "plain": {},
+    "height_pair": dict(height=(-0.5, 1.0)),
+    "distance": dict(distance=4.5),
+    "prominence": dict(prominence=(0.3, 2.0)),
+    "all": dict(height=-1.0, distance=6, prominence=0.4),
+}
+_JIT = {name: jax.jit(lambda x, L, kw=kw: find_peaks(x, L, max_peaks=P, **kw)) for name, kw in CASES.items()}
+
+
+def _run_jitter(x, rng):
+    """Give every run of equal samples its own tiny offset: plateaus stay, exact height ties
+    between different peaks vanish (scipy's distance rule breaks ties by numpy's unstable sort)."""
+    run = np.concatenate([[0], np.cumsum(x[1:] != x[:-1])])
+    return x + rng.permutation(run.max() + 1)[run] * 1e-3
+
+
+def _signal(kind, T, rng):
+    if kind == "noise":
+        return rng.normal(size=T)
+    if kind == "walk_plateaus":      # rounded random walk: many flat plateaus
+        return _run_jitter(np.round(np.cumsum(rng.normal(size=T)) * 2) / 2, rng)
+    if kind == "quantised":          # few levels: long and short plateaus everywhere
+        return _run_jitter(np.round(rng.normal(size=T) * 1.5), rng)
+    if kind == "edges":              # maxima at/near both edges
+        x = rng.normal(size=T) * 0.2
+        x[0], x[1], x[-1], x[-2] = 3.0, 2.5, 2.9, 3.1
+        x[2], x[-3] = 2.0, 2.0
+        return x
+
+
+def _check(res, x, kw):
+    want, props = ss.find_peaks(x.astype(np.float64), **kw)
+    prom, lb, rb = ss.peak_prominences(x, want)
+    n = int(res.count)
+    got = np.asarray(res.indices)
+    assert int(res.n_candidates) <= P
+    np.testing.assert_array_equal(got[:n], want)
+    assert not np.asarray(res.valid)[n:].any() and (got[n:] == -1).all()
+    np.testing.assert_allclose(np.asarray(res.prominences)[:n], prom, rtol=1e-6, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(res.left_bases)[:n], lb)
+    np.testing.assert_array_equal(np.asarray(res.right_bases)[:n], rb)
+
+
+@pytest.mark.parametrize("kind", ["noise", "walk_plateaus", "quantised", "edges"])
+def test_find_peaks_matches_scipy_random(kind, rng):
+    for _ in range(6):
+        T = int(rng.integers(3, T_PAD // 2)) * 2 + 1                     # odd lengths
+        x = _signal(kind, T, rng).astype(np.float32)
+        padded = np.concatenate([x, rng.normal(size=T_PAD - T).astype(np.float32) * 5])
+        for name, kw in CASES.items():
+            _check(_JIT[name](jnp.asarray(padded), T), x, kw)
+
+
+def test_find_peaks_batched_padding_does_not_matter(rng):
+    """A padded batch (vmapped over leading dims) with garbage padding equals per-series scipy."""
+    lengths = rng.integers(5, T_PAD, size=(3, 2)) | 1
+    xs = rng.normal(size=(3, 2, T_PAD)).astype(np.float32)
+    res = _JIT["all"](jnp.asarray(xs), jnp.asarray(lengths))
+    assert res.indices.shape == (3, 2, P)
+    for i in range(3):
+        for j in range(2):
+            L = lengths[i, j]
+            _check(jax.tree.map(lambda a: a[i, j], res), xs[i, j, :L], CASES["all"])
+    xs2 = xs.copy()
+    for i in range(3):
+        for j in range(2):
+            xs2[i, j, lengths[i, j]:] = 1e3                                # huge padding values
+    res2 = _JIT["all"](jnp.asarray(xs2), jnp.asarray(lengths))
+    chex_equal = jax.tree.map(lambda a, b: np.array_equal(a, b), res, res2)
+    assert all(jax.tree.leaves(chex_equal))
+
+
+def test_find_peaks_hand_cases():
+    f = jax.jit(lambda x: find_peaks(x, max_peaks=8))
+    # Plateau of even width 4 at [2..5]: middle rounded down = 3; plateau touching the end is no peak.
+    r = f(jnp.array([0, 1, 2, 2, 2, 2, 1, 0, 3, 3], jnp.float32))
+    assert int(r.count) == 1 and int(r.indices[0]) == 3
+    assert float(r.prominences[0]) == 2.0 and int(r.left_bases[0]) == 0 and int(r.right_bases[0]) == 7
+    # Equal heights within `distance`: the later peak is kept (stable-order tie rule).
+    r = jax.jit(lambda x: find_peaks(x, distance=3, max_peaks=8))(jnp.array([0, 1, 0, 1, 0], jnp.float32))
+    assert int(r.count) == 1 and int(r.indices[0]) == 3
+
+
+def test_find_peaks_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="distance"):
+        find_peaks(jnp.zeros(5), distance=0.5)
+    with pytest.raises(ValueError, match="height"):
+        find_peaks(jnp.zeros(5), height=(1, 2, 3))
+
+
+def test_gaussian_smooth_matches_scipy(rng):
+    fps = 16.0
+    for sigma_s in (0.05, 0.13, 0.6):       # sub-sample, typical, and a kernel wider than short series
+        lengths = (rng.integers(2, 60, size=5) * 2 + 1)
+        T = 121
+        x = rng.normal(size=(5, T)).astype(np.float32) * 3 + 10
+        got = np.asarray(gaussian_smooth(jnp.asarray(x), sigma_s, fps, jnp.asarray(lengths)))
+        for i, L in enumerate(lengths):
+            want = ndi.gaussian_filter1d(x[i, :L], sigma_s * fps, mode="nearest", truncate=4.0)
+            np.testing.assert_allclose(got[i, :L], want, rtol=1e-5, atol=1e-5)
+        full = np.asarray(gaussian_smooth(jnp.asarray(x), sigma_s, fps))
+        np.testing.assert_allclose(full, ndi.gaussian_filter1d(x, sigma_s * fps, axis=-1, mode="nearest"),
+                                   rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="sigma"):
+        gaussian_smooth(jnp.zeros(4), 0.0, fps)
+
+
+def test_peaks_on_real_recordings(data_dir, mot_reader):
+    """Raw and smoothed real joint-angle columns: identical peaks/prominences to scipy."""
+    f = jax.jit(lambda x, L: find_peaks(x, L, prominence=1e-3, max_peaks=600))
+    fd = jax.jit(lambda x, L: find_peaks(x, L, distance=25, max_peaks=600))
+    for path in sorted(data_dir.glob("*.mot")):
+        cols = mot_reader(path)
+        for name in ("knee_angle_r", "hip_flexion_r", "shoulder_elv", "plane_elv"):
+            if name not in cols:
+                continue
+            x = np.deg2rad(cols[name]).astype(np.float32)
+            xs = ndi.gaussian_filter1d(x, 3.0, mode="nearest").astype(np.float32)
+            for sig in (x, xs):
+                xp = np.pad(sig, (0, 1100 - sig.size), mode="edge")
+                _check(f(jnp.asarray(xp), sig.size), sig, dict(prominence=1e-3))
+                _check(fd(jnp.asarray(xp), sig.size), sig, dict(distance=25))
+
+
+@pytest.fixture
+def mot_reader():
+    def read(path):
+        lines = path.read_text().splitlines()
+        head = next(i for i, line in enumerate(lines) if line.strip() == "endheader")
+        names = [c.strip() for c in lines[head + 1].split("\t")]
+        table = np.loadtxt(lines[head + 2:], ndmin=2)
+        return {n: table[:, i] for i, n in enumerate(names)}
+    return read
