@@ -12,8 +12,9 @@ prominence (scipy's `peak_prominences`, wlen=None) -> prominence filter.
   is solved as a fixed point (Jacobi iteration over the candidates' neighbours) instead of a loop.
 - Prominence: for peak p, the left base is the lowest point between p and the nearest sample to
   its left that is strictly higher (or the series start); among equal minima the one nearest p.
-  Same on the right. Prominence = x[p] - max(left_min, right_min). The nearest-higher search is
-  two-level (blocks of ~sqrt(T) samples), so it costs O(P (T/S + S)) per series, not O(P T).
+  Same on the right. Prominence = x[p] - max(left_min, right_min). The nearest-higher sample,
+  the range minimum and the base are found by binary lifting over (log2 T, T) sparse max / min
+  tables: O(T log T) dense work plus O(P log T) scalar gathers per series, no O(P T) scan.
 
 Candidates (local maxima passing `height`) are packed into `max_peaks` slots before the distance
 and prominence steps; results are exact when their number is <= max_peaks (`n_candidates` tells).
@@ -62,17 +63,25 @@ def _in_interval(v, lo, hi):
 
 
 def _local_maxima(x, L):
-    """(T,) bool: sample i is the (rounded-down) middle of a strict local-maximum plateau."""
+    """(T,) bool: sample i is the (rounded-down) middle of a strict local-maximum plateau.
+
+    Gather-free: the run start l (with its "rises into the run" bit) and the run end r (with its
+    "falls after the run" bit) are carried along the run by one cummax / cummin of packed ints.
+    """
     T = x.shape[0]
-    idx = jnp.arange(T)
-    starts = jnp.concatenate([jnp.array([True]), x[1:] != x[:-1]])
-    ends = jnp.concatenate([x[:-1] != x[1:], jnp.array([True])])
-    l = jax.lax.cummax(jnp.where(starts, idx, 0))
-    r = jax.lax.cummin(jnp.where(ends, idx, T - 1), reverse=True)
+    idx = jnp.arange(T, dtype=jnp.int32)
+    neq = x[1:] != x[:-1]
+    starts = jnp.concatenate([jnp.array([True]), neq])
+    ends = jnp.concatenate([neq, jnp.array([True])])
     rises = jnp.concatenate([jnp.array([False]), x[:-1] < x[1:]])   # x[i-1] < x[i]
     falls = jnp.concatenate([x[1:] < x[:-1], jnp.array([False])])   # x[i+1] < x[i]
+    l_enc = jax.lax.cummax(jnp.where(starts, 2 * idx + rises.astype(jnp.int32), 0))
+    r_enc = jax.lax.cummin(jnp.where(ends, 2 * idx + (~falls).astype(jnp.int32), 2 * T + 1),
+                           reverse=True)
+    l, r = l_enc >> 1, r_enc >> 1
+    ok = ((l_enc & 1) == 1) & ((r_enc & 1) == 0)
     # A run that reaches frame L-1 (or beyond, into padding) is never a peak: r <= L-2.
-    return (idx == (l + r) // 2) & (l >= 1) & (r <= L - 2) & rises[l] & falls[r]
+    return (idx == (l + r) // 2) & (l >= 1) & (r <= L - 2) & ok
 
 
 def _distance_keep(pos, h, valid, d: int):
@@ -102,50 +111,74 @@ def _distance_keep(pos, h, valid, d: int):
     return keep
 
 
-def _block_size(T: int) -> int:
-    return max(4, 2 ** round(math.log2(max(math.sqrt(T), 1.0))))
+def _sparse_tables(x):
+    """(K, T) running max / min tables: tab[k, i] = max/min of x[i : i + 2**k] (clipped at T)."""
+    T = x.shape[0]
+    K = max(1, int(math.ceil(math.log2(max(T, 2)))))
+    mx, mn = [x], [x]
+    for k in range(1, K):
+        h = 1 << (k - 1)
+        a, b = mx[-1], mn[-1]
+        mx.append(jnp.maximum(a, jnp.concatenate([a[h:], jnp.full((h,), -jnp.inf, x.dtype)]))
+                  if h < T else a)
+        mn.append(jnp.minimum(b, jnp.concatenate([b[h:], jnp.full((h,), jnp.inf, x.dtype)]))
+                  if h < T else b)
+    # Materialise the tables once (else XLA may refuse them into every gather that reads them).
+    mx, mn = jax.lax.optimization_barrier((jnp.concatenate(mx), jnp.concatenate(mn)))
+    return mx, mn, K
 
 
-def _left_base(x, p):
-    """For peaks p (P,) of x (T,): (min of x over (nearest-higher-left, p], its index nearest p).
+def _sides(x, p, L):
+    """Both sides of peaks p (P,) of x[:L] by binary lifting over sparse max/min tables.
 
-    Two-level search: the own block of p, then whole-block maxima/minima, then one block row.
+    O(P log T) small gathers per series instead of scanning T samples per peak.
     """
     T = x.shape[0]
-    S = _block_size(T)
-    nb = -(-T // S)
-    xb = jnp.pad(x, (0, nb * S - T)).reshape(nb, S)
-    bmax, bmin = xb.max(axis=1), xb.min(axis=1)
-    cols, bidx = jnp.arange(S), jnp.arange(nb)
-    v = x[p][:, None]
-    bp = p // S
-    own, own_pos = xb[bp], bp[:, None] * S + cols
-    own_in = own_pos <= p[:, None]
-    own_above = own_in & (own > v)
-    has_own = own_above.any(axis=1)
-    # Nearest block left of p's block holding a sample higher than the peak (-1: none).
-    jb = jnp.max(jnp.where((bidx < bp[:, None]) & (bmax > v), bidx, -1), axis=1)
-    row, row_pos = xb[jnp.maximum(jb, 0)], jnp.maximum(jb, 0)[:, None] * S + cols
-    far_ok = (~has_own & (jb >= 0))[:, None]
-    lb = jnp.where(has_own, jnp.max(jnp.where(own_above, own_pos, -1), axis=1),
-                   jnp.max(jnp.where(far_ok & (row > v), row_pos, -1), axis=1))
-    lb_block = jnp.where(has_own, bp, jb)
-    # The open-closed range (lb, p] = part of p's block + whole blocks + part of lb's block.
-    a_mask = own_in & (own_pos > lb[:, None])
-    b_mask = (bidx > lb_block[:, None]) & (bidx < bp[:, None])
-    c_mask = far_ok & (row_pos > lb[:, None])
+    mx, mn, K = _sparse_tables(x)
+    v = x[p]
     inf = jnp.array(jnp.inf, x.dtype)
-    vmin = jnp.minimum(jnp.min(jnp.where(a_mask, own, inf), axis=1),
-                       jnp.minimum(jnp.min(jnp.where(b_mask, bmin, inf), axis=1),
-                                   jnp.min(jnp.where(c_mask, row, inf), axis=1)))[:, None]
-    base_a = jnp.max(jnp.where(a_mask & (own == vmin), own_pos, -1), axis=1)
-    jmin = jnp.max(jnp.where(b_mask & (bmin == vmin), bidx, -1), axis=1)
-    rowb = xb[jnp.maximum(jmin, 0)]
-    base_b = jnp.max(jnp.where((jmin >= 0)[:, None] & (rowb == vmin),
-                               jnp.maximum(jmin, 0)[:, None] * S + cols, -1), axis=1)
-    base_c = jnp.max(jnp.where(c_mask & (row == vmin), row_pos, -1), axis=1)
-    base = jnp.where(base_a >= 0, base_a, jnp.where(base_b >= 0, base_b, base_c))
-    return vmin[:, 0], base, lb < 0
+    # Left limit: smallest c such that x[c:p] <= v everywhere; the nearest higher sample is c-1.
+    c = p
+    for k in reversed(range(K)):
+        s = 1 << k
+        j = c - s
+        ok = (j >= 0) & (mx[k * T + jnp.maximum(j, 0)] <= v)
+        c = jnp.where(ok, j, c)
+    # Right limit: largest e such that x[p+1:e] <= v (e <= L); the nearest higher sample is e.
+    e = p + 1
+    for k in reversed(range(K)):
+        s = 1 << k
+        ok = (e + s <= L) & (mx[k * T + jnp.minimum(e, T - 1)] <= v)
+        e = jnp.where(ok, e + s, e)
+    e = jnp.minimum(e, L)
+
+    def rmin(a, b):   # min of x[a:b+1], a <= b
+        n = b - a + 1
+        k = jnp.floor(jnp.log2(n.astype(jnp.float32))).astype(jnp.int32)
+        k = jnp.clip(k, 0, K - 1)
+        k = jnp.where((1 << k) > n, k - 1, k)
+        k = jnp.where((1 << (k + 1)) <= n, k + 1, k)
+        k = jnp.clip(k, 0, K - 1)
+        return jnp.minimum(mn[k * T + a], mn[k * T + jnp.maximum(b - (1 << k) + 1, 0)])
+
+    lmin = rmin(c, p)
+    rmin_ = rmin(p, e - 1)
+    # Left base: the largest j in [c, p] with x[j] == lmin (the minimum nearest the peak).
+    q = p + 1
+    for k in reversed(range(K)):
+        s = 1 << k
+        j = q - s
+        ok = (j >= c) & (mn[k * T + jnp.maximum(j, 0)] > lmin)
+        q = jnp.where(ok, j, q)
+    lbase = q - 1
+    # Right base: the smallest j in [p, e-1] with x[j] == right min.
+    q = p
+    for k in reversed(range(K)):
+        s = 1 << k
+        ok = (q + s <= e) & (mn[k * T + jnp.minimum(q, T - 1)] > rmin_)
+        q = jnp.where(ok, q + s, q)
+    rbase = q
+    return lmin, lbase, c == 0, rmin_, rbase, e >= L
 
 
 class PeakSides(NamedTuple):
@@ -162,12 +195,8 @@ def peak_sides(x, peaks, length) -> PeakSides:
     """Left/right minima and bases of in-range peak indices (P,) of x[:length] (x: (T,))."""
     T = x.shape[0]
     L = jnp.asarray(length, jnp.int32)
-    p = jnp.clip(peaks, 0, T - 1)
-    lmin, lbase, lopen = _left_base(x, p)
-    # The right side is the left side of the valid part read backwards.
-    xr = x[jnp.clip(L - 1 - jnp.arange(T), 0, T - 1)]
-    rmin, rbase, ropen = _left_base(xr, jnp.clip(L - 1 - p, 0, T - 1))
-    return PeakSides(lmin, lbase, lopen, rmin, L - 1 - rbase, ropen)
+    p = jnp.clip(peaks, 0, T - 1).astype(jnp.int32)
+    return PeakSides(*_sides(x, p, L))
 
 
 def peak_prominences(x, peaks, length):
@@ -186,7 +215,13 @@ def _find_peaks_1d(x, L, height, distance, prominence, P):
     pos, valid, n_cand = compact(is_max, jnp.arange(T, dtype=jnp.int32), P, -1)
     h = x[jnp.maximum(pos, 0)]
     if distance is not None:
-        valid = _distance_keep(pos, h, valid, int(math.ceil(distance)))
+        d = int(math.ceil(distance))
+        valid = _distance_keep(pos, h, valid, d)
+        # Survivors are >= d samples apart, so at most (T-1)//d + 1 of them: repack into that
+        # many slots (exact) so the prominence search runs on fewer slots.
+        P2 = min(P, (T - 1) // d + 1)
+        if P2 < P:
+            pos, valid, _ = compact(valid, pos, P2, -1)
     prom, lb, rb = peak_prominences(x, jnp.maximum(pos, 0), L)
     plo, phi = prominence
     if plo is not None or phi is not None:
