@@ -1,0 +1,145 @@
+"""C_motion over causal windows: the motion-quality text at given times of a recording.
+
+`motion_contexts(poses, present, exercise, query_times_s)` returns, for every query time t, the
+C_motion text computed ONLY from the poses in the causal window [t - window_s, t]: frame i is at
+time i / fps, and the window holds the frames i with t - window_s <= i / fps <= t (a frame is
+never used before its time). All windows run through the biomech kernel as ONE padded batch
+(rows = queries, padded up to a power of two; time = the static window length), so a whole
+episode's contexts cost one kernel call and a handful of compiles in total.
+
+What a window reports (rendered by `context.render_motion`, so the wording lives in one place):
+  * reps: the cycles the kernel finds in the window that are whole repetitions seen inside it:
+    valid; with a driving-DoF range of motion of at least MIN_REP_FRACTION of the exercise's
+    reference range (in a short window the kernel's relative thresholds would otherwise take
+    noise for cycles); and not a fragment cut by the window: an incomplete cycle (the kernel's
+    flag: it does not start and end at rest) that starts within EDGE_S of the beginning of a
+    window cut by tau (the rep began before the window; its keyframe and duration would be the
+    fragment's) or ends within EDGE_S of t (the rep is still under way). So a rep longer than
+    tau is never reported: tau must exceed the rep duration (the paper's 3 s does for most);
+  * the latest such rep's key values (driving DoF and the DoFs with an interval, as `analyze`);
+  * the violations of those reps, numbered 1.. within the window.
+DoFs analysed: `dof_mask` (e.g. the DoFs of the selected / labelled joints) restricted to the
+DoFs the recording has; None = the exercise's own selection (`analysis.build_spec`).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Sequence
+
+import numpy as np
+
+from biocoach_jax import context, skel
+from biocoach_jax.analysis import build_spec
+from biocoach_jax.biomech import analyze_batch, violations_to_records
+from biocoach_jax.exercises import Exercise
+
+MIN_REP_FRACTION = 0.25
+EDGE_S = 0.25  # an incomplete cycle this close to an edge of the window is a fragment of a rep
+_MIN_ROWS = 8
+
+
+def window_frames(window_s: float, fps: float) -> int:
+    """Frames in a full causal window [t - window_s, t] (both ends included)."""
+    if not (window_s > 0 and fps > 0):
+        raise ValueError(f"window_s and fps must be > 0, got {window_s}, {fps}")
+    return int(math.floor(window_s * fps + 1e-9)) + 1
+
+
+def _spec(exercise: Exercise, present: np.ndarray, dof_mask):
+    spec = build_spec(exercise, present)
+    if dof_mask is None:
+        return spec
+    mask = np.asarray(dof_mask, bool)
+    if mask.shape != (skel.NUM_DOFS,):
+        raise ValueError(f"dof_mask must have shape ({skel.NUM_DOFS},), got {mask.shape}")
+    sel = mask & present
+    return dataclasses.replace(spec, selected=sel, dynamic=np.asarray(spec.dynamic) & sel,
+                               static=np.asarray(spec.static) & sel,
+                               ref_mask=np.asarray(spec.ref_mask) & sel)
+
+
+def _windows(poses: np.ndarray, query_times_s, fps: float, W: int):
+    """(rows, W, 46) windows ending at each query (padded with the last frame), lengths,
+    and whether each window was cut by tau (it does not reach back to frame 0)."""
+    T = len(poses)
+    q = np.asarray(query_times_s, np.float64)
+    ends = np.minimum(np.floor(q * fps + 1e-9).astype(np.int64), T - 1)
+    starts = np.maximum(ends - W + 1, 0)
+    rows = max(_MIN_ROWS, 1 << max(0, len(q) - 1).bit_length())
+    out = np.zeros((rows, W, skel.NUM_DOFS), np.float32)
+    lengths = np.ones(rows, np.int32)
+    for r, (a, e) in enumerate(zip(starts, ends)):
+        n = e - a + 1
+        out[r, :n] = poses[a:e + 1]
+        out[r, n:] = poses[e]
+        lengths[r] = n
+    out[len(q):] = poses[0]
+    return out, lengths, starts > 0
+
+
+def _reference_rom(exercise: Exercise, drive: int) -> float:
+    ref = np.asarray(exercise.arrays().reference[drive])
+    return float(ref.max() - ref.min())
+
+
+def _window_text(exercise, spec, result, row: int, length: int, cut: bool, fps: float) -> str:
+    c = result.cycles
+    drive = int(np.argmax(np.abs(np.asarray(spec.drive_weights))))
+    rom_min = MIN_REP_FRACTION * _reference_rom(exercise, drive)
+    valid, start, end, complete = (np.asarray(a[row]) for a in (c.valid, c.start, c.end, c.complete))
+    rom = np.asarray(result.rom[row])
+    margin = int(round(EDGE_S * fps))
+    reps = [i for i in np.flatnonzero(valid)
+            if rom[i, drive] >= rom_min
+            and (complete[i] or not (cut and start[i] <= margin))  # began before the window
+            and (complete[i] or end[i] < length - 1 - margin)]     # still under way at t
+    if not reps:
+        return context.render_motion(exercise, 0, {}, [])
+    number = {int(s): n for n, s in enumerate(reps)}
+    viol = type(result.violations)(*(np.asarray(a[row]) for a in result.violations))
+    violations = [dataclasses.replace(v, cycle=number[v.cycle])
+                  for v in violations_to_records(viol, fps)
+                  if v.cycle in number]
+    bounded = np.isfinite(np.asarray(spec.key_lo)) | np.isfinite(np.asarray(spec.key_hi))
+    shown = np.asarray(spec.selected) & bounded
+    shown[drive] = True
+    key = np.asarray(result.key_values[row])[reps[-1]]
+    state = {skel.DOF_NAMES[d]: math.degrees(float(key[d])) for d in np.flatnonzero(shown)}
+    return context.render_motion(exercise, len(reps), state, violations)
+
+
+def motion_contexts(poses, present, exercise: Exercise, query_times_s: Sequence[float], *,
+                    window_s: float = 3.0, fps: float = 16.0, dof_mask=None) -> list[str]:
+    """C_motion text at each query time from the causal window before it (module doc).
+
+    poses: (T, 46) radians, frame i at time i / fps; present: (46,) bool DoFs the recording has;
+    query_times_s: seconds on the same clock (>= 0).
+    """
+    poses = np.asarray(poses, np.float64)
+    present = np.asarray(present, bool)
+    if poses.ndim != 2 or poses.shape[1] != skel.NUM_DOFS or len(poses) == 0:
+        raise ValueError(f"motion_contexts: poses must be (T>0, {skel.NUM_DOFS}), got {poses.shape}")
+    if present.shape != (skel.NUM_DOFS,):
+        raise ValueError(f"motion_contexts: present must be ({skel.NUM_DOFS},), got {present.shape}")
+    if not np.isfinite(poses).all():
+        raise ValueError("motion_contexts: poses contain NaN/inf")
+    q = np.asarray(query_times_s, np.float64).reshape(-1)
+    if len(q) == 0:
+        return []
+    if not np.isfinite(q).all() or (q < 0).any():
+        raise ValueError(f"motion_contexts: query times must be finite and >= 0, got {q}")
+    W = window_frames(window_s, fps)
+    spec = _spec(exercise, present, dof_mask)
+    batch, lengths, cut = _windows(poses, q, fps, W)
+    result = analyze_batch(batch, lengths, spec, float(fps))
+    # One device -> host transfer of the whole result, then plain numpy per row.
+    result = type(result)(*(_to_numpy(x) for x in result))
+    return [_window_text(exercise, spec, result, r, int(lengths[r]), bool(cut[r]), fps)
+            for r in range(len(q))]
+
+
+def _to_numpy(x):
+    if isinstance(x, tuple):
+        return type(x)(*(_to_numpy(y) for y in x))
+    return np.asarray(x)
