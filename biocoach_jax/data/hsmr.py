@@ -19,7 +19,7 @@ from biocoach_jax.data.poses import (
 from biocoach_jax.io_utils import safe_load_npy
 
 
-def _frames(path: pathlib.Path) -> list:
+def load_frames(path: pathlib.Path) -> list:
     try:
         obj = safe_load_npy(path)
     except FileNotFoundError:
@@ -36,7 +36,7 @@ def _frames(path: pathlib.Path) -> list:
     return obj
 
 
-def _person(path, k: int, frame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
+def select_person(path, k: int, frame) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None] | None:
     """(pose (46,), betas (10,) or None, box (3,) or None) of the largest person, None if nobody."""
     if not isinstance(frame, dict) or "poses" not in frame:
         raise PoseFileError(f"{path}: frame {k} is not a dict with a 'poses' array")
@@ -95,8 +95,8 @@ def read_hsmr(path, *, fps: float = DEFAULT_ANALYSIS_FPS, timestamps_ns=None) ->
     """Read an HSMR `.npy`; `timestamps_ns` (array or `.npy` path, one per frame, nanoseconds)
     overrides the constant `fps` (default 16, the video decoding rate)."""
     path = pathlib.Path(path)
-    frames = _frames(path)
-    people = [_person(path, k, f) for k, f in enumerate(frames)]
+    frames = load_frames(path)
+    people = [select_person(path, k, f) for k, f in enumerate(frames)]
     valid = np.array([p is not None for p in people])
     if not valid.any():
         raise PoseFileError(f"{path}: no person detected in any of the {len(frames)} frames")

@@ -1,0 +1,213 @@
+"""The LLM coach: frames -> causal CNN -> features every 4 frames -> KV-cached BioCoach model
+under Stream-VLM's streaming rules, with C_motion from the causal pose window.
+
+The token stream is the one `data.sequence` trains on, built on the fly:
+
+    <s> SYSTEM PROMPT <vision>(step 0, all-zero features) <vision>(step 1) ...
+    ... <vision>(step k) [<motion> C_motion(k / 4 s) <motion/>] <answer> feedback <answer/> ...
+
+After each `<vision>` the model's top token decides (`state_machine.next_token`): `<vision>`
+waits for the next step; `<answer>` opens a feedback, generated greedily token by token until
+`<answer/>` (or 128 tokens). C_motion (computed on the DoFs chosen once by the DoF selector
+from the first tau of features) is inserted before the feedback when it differs from the last
+one sent, exactly where training puts it; with `motion_policy="on_change"` it is inserted as
+soon as it changes and the model decides after it. While a feedback of n tokens is spoken the
+next floor(n / 3) steps are not fed. Feedback times follow the predicted-time formula.
+The k-th `<vision>` fed attends to row k of the feature buffer, as in training.
+"""
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from biocoach_jax import context, skel
+from biocoach_jax.coaching.state_machine import (Feedback, FeedbackClock, Ids, next_token,
+                                                 skipped_steps)
+from biocoach_jax.coaching.stream import CausalPoseBuffer, Event
+
+TAU_STEPS = 12
+
+
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=(2,))
+def _feed(graphdef, state, cache, token, is_vision, row, features, morph, morph_mask):
+    model = nnx.merge(graphdef, state)
+    batch = {"tokens": token[None, None], "attention_mask": jnp.ones((1, 1), bool),
+             "vision_mask": is_vision[None, None], "vision_step": row[None, None],
+             "features": features, "morph_tokens": morph, "morph_mask": morph_mask}
+    out = model(batch, cache=cache)
+    return out.logits[0, -1], out.cache
+
+
+class ModelStream:
+    """Token-at-a-time KV-cached calls of a BioCoachModel (one compile for the session)."""
+
+    def __init__(self, model, *, max_len: int, max_steps: int, spatial: int,
+                 morph_ids=None):
+        from biocoach_jax.models.biocoach import init_stream_cache
+
+        self.graphdef, self.state = nnx.split(model)
+        self.cache = init_stream_cache(model, 1, max_len)
+        self.max_len, self.used = max_len, 0
+        self.features = np.zeros((1, max_steps, spatial, model.cfg.d_vision), np.float32)
+        self._dev_features = None
+        ids = np.asarray(morph_ids if morph_ids is not None and len(morph_ids) else [0], np.int32)
+        self.morph = jnp.asarray(ids[None])
+        self.morph_mask = jnp.asarray([[morph_ids is not None and len(morph_ids) > 0] * len(ids)])
+        self.rows = 0                      # <vision> tokens fed so far
+
+    def feed(self, token: int, feature: np.ndarray | None = None) -> np.ndarray:
+        """Feed one token (a `<vision>` when `feature` (N, C) is given); next-token logits."""
+        if self.used >= self.max_len:
+            raise RuntimeError(f"KV cache full ({self.max_len} tokens): raise the coach's max_len")
+        row = 0
+        if feature is not None:
+            if self.rows >= self.features.shape[1]:
+                raise RuntimeError(f"feature buffer full ({self.features.shape[1]} steps)")
+            row = self.rows
+            self.features[0, row] = feature
+            self.rows += 1
+            self._dev_features = None
+        if self._dev_features is None:
+            self._dev_features = jnp.asarray(self.features)
+        logits, self.cache = _feed(self.graphdef, self.state, self.cache, jnp.int32(token),
+                                   jnp.asarray(feature is not None), jnp.int32(row),
+                                   self._dev_features, self.morph, self.morph_mask)
+        self.used += 1
+        return np.asarray(logits)
+
+
+class LLMCoach:
+    """Streaming BioCoach. `features_fn(frame_image) -> feature (N, C) | None` turns frames
+    into features (e.g. `cnn_features`); or push ready features with `push_feature(k, f)`."""
+    step_s = 0.25
+
+    def __init__(self, model, tokenizer, exercise_name: str, *, exercise=None, features_fn=None,
+                 measurements=None, present=None, window_s: float = 3.0, fps: float = 16.0,
+                 max_len: int = 4096, max_steps: int = 1024, spatial: int = 35,
+                 motion_policy: str = "before_answer", use_motion_context: bool = True):
+        if motion_policy not in ("before_answer", "on_change"):
+            raise ValueError(f"motion_policy must be 'before_answer' or 'on_change', got {motion_policy!r}")
+        from biocoach_jax.data.sequence import system_prompt
+
+        self.model, self.tok, self.exercise = model, tokenizer, exercise
+        self.ids = Ids(tokenizer.vision_id, tokenizer.answer_id, tokenizer.answer_end_id)
+        self.features_fn, self.motion_policy = features_fn, motion_policy
+        self.use_motion = use_motion_context and exercise is not None
+        self.window_s, self.fps = window_s, fps
+        self.present = np.ones(skel.NUM_DOFS, bool) if present is None else np.asarray(present, bool)
+        morph = None
+        if measurements and getattr(model.cfg, "use_morphology", False):
+            known = {k for k, _, _ in context.MORPH_FIELDS}
+            morph = tokenizer.encode(context.render_morph(
+                {k: v for k, v in measurements.items() if k in known}), bos=False)
+        self.stream = ModelStream(model, max_len=max_len, max_steps=max_steps, spatial=spatial,
+                                  morph_ids=morph)
+        self.prompt = [tokenizer.bos_id] + tokenizer.encode(system_prompt(exercise_name), bos=False)
+        self.poses = CausalPoseBuffer(fps)
+        self.step_features: dict[int, np.ndarray] = {}   # step k -> (N, C)
+        self.zero = np.zeros((spatial, model.cfg.d_vision), np.float32)
+        self.clock = FeedbackClock()
+        self.dof_mask: np.ndarray | None = None
+        self.last_context: str | None = None
+        self.skip_until = 0
+        self.logits: np.ndarray | None = None
+        self._frames = 0
+
+    # -- inputs ---------------------------------------------------------------------------------
+    def push(self, event: Event) -> None:
+        if event.kind == "pose":
+            self.poses.push(event.time_s, event.value)
+        elif self.features_fn is not None:
+            f = self.features_fn(event.value)
+            self._frames += 1
+            if f is not None:   # CNN step j completes on frame 4j + 3 = feature step j + 1
+                self.push_feature(self._frames // 4, f)
+
+    def push_feature(self, step: int, feature) -> None:
+        self.step_features[int(step)] = np.asarray(feature, np.float32).reshape(self.zero.shape)
+
+    # -- the stream -----------------------------------------------------------------------------
+    def step(self, t: float) -> list[Feedback]:
+        k = int(round(t / self.step_s))
+        self.poses.fill_until(t)
+        if k == 0:
+            for tok in self.prompt:
+                self.stream.feed(tok)
+        elif k < self.skip_until:
+            return []                      # speaking: this step is not watched
+        feature = self.zero if k == 0 else self.step_features.pop(k, self.zero)
+        for old in [s for s in self.step_features if s < k]:   # skipped while speaking
+            del self.step_features[old]
+        self.logits = self.stream.feed(self.ids.vision, feature)
+        self.clock.vision()
+        self._select_dofs(k)
+        if self.motion_policy == "on_change":
+            self._send_context(t)
+        if next_token(int(np.argmax(self.logits)), False, 0, self.ids) != self.ids.answer:
+            return []
+        if self.motion_policy == "before_answer":
+            self._send_context(t)
+        text, n = self._generate()
+        self.skip_until = k + 1 + skipped_steps(n)
+        when = self.clock.feedback(n)
+        return [Feedback(round(when, 6), text)] if text else []   # nothing said: no feedback
+
+    def _select_dofs(self, k: int) -> None:
+        if self.dof_mask is not None or not self.use_motion:
+            return
+        if not getattr(self.model.cfg, "use_dof_selection", False):
+            self.dof_mask = skel.dof_mask(self.exercise.key_joints)
+        elif self.stream.rows >= TAU_STEPS:   # fixed for the session after the first window
+            from biocoach_jax.models.biocoach import select_dofs
+
+            n = self.stream.rows
+            mask = np.zeros((1, self.stream.features.shape[1]), bool)
+            mask[0, :n] = True
+            self.dof_mask = np.asarray(select_dofs(self.model, self.stream.features, mask))[0]
+
+    def _send_context(self, t: float) -> None:
+        if not self.use_motion or self.dof_mask is None or self.poses.count == 0:
+            return
+        from biocoach_jax.data.motion_context import motion_contexts
+
+        text = motion_contexts(self.poses.poses, self.present, self.exercise, [t],
+                               window_s=self.window_s, fps=self.fps, dof_mask=self.dof_mask)[0]
+        if text == self.last_context:
+            return
+        self.last_context = text
+        for tok in [self.tok.motion_id] + self.tok.encode(text, bos=False):
+            self.stream.feed(tok)
+        self.logits = self.stream.feed(self.tok.motion_end_id)
+
+    def _generate(self) -> tuple[str, int]:
+        """Feed <answer>, then greedy tokens under the grammar until <answer/>."""
+        logits = self.stream.feed(self.ids.answer)
+        out: list[int] = []
+        while True:
+            tok = next_token(int(np.argmax(logits)), True, len(out), self.ids)
+            logits = self.stream.feed(tok)
+            if tok == self.ids.answer_end:
+                break
+            out.append(tok)
+        self.logits = logits
+        return self.tok.decode(out, skip_special=True).strip(), len(out)
+
+
+def cnn_features(vision_model, size_hw: tuple[int, int] | None = None):
+    """`frame (H, W, 3) uint8 -> (N, C) feature | None`: the causal CNN run frame by frame."""
+    from biocoach_jax.models.vision import feature_tokens, jit_stream_step
+
+    step = jit_stream_step(vision_model)
+    state = [vision_model.init_stream_state(1)]
+
+    def fn(image):
+        x = jnp.asarray(np.asarray(image, np.float32)[None] / 255.0)
+        state[0], (feat, valid) = step(state[0], x)
+        return np.asarray(feature_tokens(feat)[0]) if bool(valid) else None
+
+    return fn
+
