@@ -1,0 +1,47 @@
+"""Tiny chain, stage 3: the Stream-VLM baseline stage (LoRA + vision cross-attention) on the
+synthetic world, starting from the tiny LLaMA of stage 1 and the tiny CNN of stage 2.
+
+    python -m biocoach_jax.train --config=configs/tiny/streamvlm.py --workdir=$BIOCOACH_TINY_ROOT/streamvlm
+
+Needs $BIOCOACH_TINY_ROOT/{data, tokenizer, lm/llama, vision/vision_cnn} (stages 1 and 2 and
+the synthetic world). Its workdir is the `init.checkpoint` of configs/tiny/biocoach.py.
+"""
+import os
+
+from configs._base import base, tiny_root
+from configs.tiny.vision import tiny_vision
+
+
+def tiny_vlm(stage: str):
+    root = tiny_root()
+    c = tiny_vision(base())
+    c.stage = stage
+    c.llm.path = os.path.join(root, "lm", "llama")
+    c.llm.lora.rank = 8
+    c.llm.lora.alpha = 16.0
+    c.llm.lora.dropout = 0.0
+    c.llm.vision_layers = (1, 3)
+    c.tokenizer.path = os.path.join(root, "tokenizer")
+    c.vision.checkpoint = os.path.join(root, "vision", "vision_cnn")
+    c.data.data_dir = os.path.join(root, "data")
+    c.data.max_tokens = 256
+    c.data.max_steps = 40
+    c.data.max_morph_tokens = 32
+    c.data.batch_size = 4
+    c.model.dof_hidden = 64
+    c.model.morph_heads = 1
+    c.train.trainable = stage
+    c.train.steps = 100
+    c.train.eval_every = 50
+    c.train.checkpoint_every = 50
+    c.optimizer.lr = 1e-3
+    c.optimizer.warmup_steps = 10
+    return c
+
+
+def get_config():
+    c = tiny_vlm("streamvlm")
+    c.data.use_motion_context = False  # the baseline sees no kinematic context
+    c.data.use_morphology = False
+    c.model.use_dof_selection = False
+    return c
