@@ -162,6 +162,11 @@ def atomic_path(path, *, suffix: str | None = None) -> Iterator[pathlib.Path]:
     tmp_path = pathlib.Path(tmp)
     try:
         yield tmp_path
+        # mkstemp creates 0600 files; give the result the usual umask-based mode
+        umask = os.umask(0)
+        os.umask(umask)
+        if tmp_path.exists():
+            os.chmod(tmp_path, 0o666 & ~umask)
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

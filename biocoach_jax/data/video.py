@@ -186,9 +186,11 @@ def write_video(path, frames: np.ndarray, fps: float, *, crf: int = 18,
         try:
             stream = container.add_stream("libx264", rate=Fraction(fps).limit_denominator(100000))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-            stream.options = {"crf": str(int(crf)), "preset": "medium"}
-            # one encoder thread: with PyAV's default (auto slice threads) the bitstream
-            # depends on the CPU count the encoder sees, so identical input could differ
+            # one encoder thread, set both on the codec context and as an x264 option: with
+            # automatic (frame/slice) threading the bitstream depends on scheduling, so the
+            # same frames could give different bytes from run to run
+            stream.options = {"crf": str(int(crf)), "preset": "medium", "threads": "1"}
+            stream.thread_count = 1
             stream.codec_context.thread_count = 1
             if rotation_deg:
                 stream.set_display_rotation(rotation_deg)
