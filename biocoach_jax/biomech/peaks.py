@@ -84,98 +84,117 @@ def _local_maxima(x, L):
     return (idx == (l + r) // 2) & (l >= 1) & (r <= L - 2) & ok
 
 
+def _scatter_rows(slot, ok, vals, size, fills):
+    """Rows (N, M): put vals[n, m] at [n, slot[n, m]] where ok (slot < size), as one 1-D scatter
+    on the flattened batch (a batched scatter is far slower on CPU). Returns (N, size) arrays."""
+    N = slot.shape[0]
+    dst = jnp.arange(N, dtype=jnp.int32)[:, None] * (size + 1) + jnp.where(ok & (slot < size), slot, size)
+    dst = dst.reshape(-1)
+    return tuple(
+        jnp.full((N * (size + 1),), f, dtype=v.dtype).at[dst].set(v.reshape(-1), mode="promise_in_bounds",
+                                                                 unique_indices=False)
+        .reshape(N, size + 1)[:, :size]
+        for v, f in zip(vals, fills))
+
+
+def _compact_rows(mask, vals, size, fills):
+    """Row-wise `compact` on (N, M) arrays (M small): order-keeping, fixed size, one scatter."""
+    cs = jnp.cumsum(mask.astype(jnp.int32), axis=1, dtype=jnp.int32)
+    count = cs[:, -1]
+    out = _scatter_rows(cs - 1, mask, vals, size, fills)
+    return out, jnp.arange(size, dtype=jnp.int32)[None, :] < count[:, None], count
+
+
+def _shift(a, o, fill):
+    """b[:, k] = a[:, k + o] (fill outside) along axis 1."""
+    N, P = a.shape
+    if o == 0:
+        return a
+    o_ = min(abs(o), P)
+    pad = jnp.full((N, o_), fill, a.dtype)
+    if o > 0:
+        return jnp.concatenate([a[:, o_:], pad], axis=1)
+    return jnp.concatenate([pad, a[:, :P - o_]], axis=1)
+
+
 def _distance_keep(pos, h, valid, d: int):
-    """scipy's greedy distance rule as a fixed point over the P packed candidates (module doc).
+    """scipy's greedy distance rule as a fixed point over the (N, P) packed candidates (module doc).
 
     Candidates are sorted by position and at least one sample apart, so only the d-1 slots on
-    each side can be closer than d samples: the relation is built from 2(d-1) shifts, O(P d).
+    each side can be closer than d samples: the relation is built from 2(d-1) slot shifts.
     """
-    P = pos.shape[0]
+    P = pos.shape[1]
     w = min(d - 1, P - 1)
     if w < 1:
         return valid
-    k = jnp.arange(P)
     offs = [o for o in range(-w, w + 1) if o != 0]
-    nb = jnp.stack([jnp.clip(k + o, 0, P - 1) for o in offs])          # (2w, P) neighbour slots
-    inside = jnp.stack([(k + o >= 0) & (k + o < P) for o in offs])
-    hn, pn = h[nb], pos[nb]
-    higher = (hn > h) | ((hn == h) & (nb > k))
-    blocks = inside & valid[nb] & valid & higher & (jnp.abs(pn - pos) < d)
+    blocks = []
+    for o in offs:
+        hn, pn, vn = _shift(h, o, -jnp.inf), _shift(pos, o, 0), _shift(valid, o, False)
+        higher = (hn > h) | ((hn == h) & (o > 0))
+        blocks.append(vn & valid & higher & (jnp.abs(pn - pos) < d))
+    blocks = jnp.stack(blocks)                                  # (2w, N, P)
 
     def step(state):
         keep, _ = state
-        new = valid & ~jnp.any(blocks & keep[nb], axis=0)
+        nb = jnp.stack([_shift(keep, o, False) for o in offs])
+        new = valid & ~jnp.any(blocks & nb, axis=0)
         return new, jnp.any(new != keep)
 
     keep, _ = jax.lax.while_loop(lambda s: s[1], step, (valid, jnp.array(True)))
     return keep
 
 
-def _sparse_tables(x):
-    """(K, T) running max / min tables: tab[k, i] = max/min of x[i : i + 2**k] (clipped at T)."""
-    T = x.shape[0]
+def _sides(x, p, L):
+    """Both sides of peaks p (N, P) of rows x (N, T) (valid lengths L (N,)) by binary lifting over
+    per-level (N, T) running max / min tables; every lookup is one 1-D gather on a flattened
+    table (stacking the levels into one array costs more than all the lookups on XLA CPU).
+    """
+    N, T = x.shape
     K = max(1, int(math.ceil(math.log2(max(T, 2)))))
     mx, mn = [x], [x]
     for k in range(1, K):
         h = 1 << (k - 1)
         a, b = mx[-1], mn[-1]
-        mx.append(jnp.maximum(a, jnp.concatenate([a[h:], jnp.full((h,), -jnp.inf, x.dtype)]))
+        mx.append(jnp.maximum(a, jnp.pad(a[:, h:], ((0, 0), (0, h)), constant_values=-jnp.inf))
                   if h < T else a)
-        mn.append(jnp.minimum(b, jnp.concatenate([b[h:], jnp.full((h,), jnp.inf, x.dtype)]))
+        mn.append(jnp.minimum(b, jnp.pad(b[:, h:], ((0, 0), (0, h)), constant_values=jnp.inf))
                   if h < T else b)
     # Materialise the tables once (else XLA may refuse them into every gather that reads them).
-    mx, mn = jax.lax.optimization_barrier((jnp.concatenate(mx), jnp.concatenate(mn)))
-    return mx, mn, K
-
-
-def _sides(x, p, L):
-    """Both sides of peaks p (P,) of x[:L] by binary lifting over sparse max/min tables.
-
-    O(P log T) small gathers per series instead of scanning T samples per peak.
-    """
-    T = x.shape[0]
-    mx, mn, K = _sparse_tables(x)
-    v = x[p]
-    inf = jnp.array(jnp.inf, x.dtype)
-    # Left limit: smallest c such that x[c:p] <= v everywhere; the nearest higher sample is c-1.
-    c = p
+    mx, mn = jax.lax.optimization_barrier(([m.reshape(-1) for m in mx], [m.reshape(-1) for m in mn]))
+    row = jnp.arange(N, dtype=jnp.int32)[:, None] * T
+    L = L[:, None]
+    v = mx[0][row + p]
+    # Left limit: smallest c such that x[c:p] <= v everywhere (the nearest higher sample is c-1);
+    # the accepted jumps tile [c, p), so their block minima give the left minimum on the way.
+    c, lmin = p, v
     for k in reversed(range(K)):
-        s = 1 << k
-        j = c - s
-        ok = (j >= 0) & (mx[k * T + jnp.maximum(j, 0)] <= v)
+        j = c - (1 << k)
+        i = row + jnp.maximum(j, 0)
+        ok = (j >= 0) & (mx[k][i] <= v)
         c = jnp.where(ok, j, c)
+        lmin = jnp.where(ok, jnp.minimum(lmin, mn[k][i]), lmin)
     # Right limit: largest e such that x[p+1:e] <= v (e <= L); the nearest higher sample is e.
-    e = p + 1
+    e, rmin_ = p + 1, v
     for k in reversed(range(K)):
         s = 1 << k
-        ok = (e + s <= L) & (mx[k * T + jnp.minimum(e, T - 1)] <= v)
+        i = row + jnp.minimum(e, T - 1)
+        ok = (e + s <= L) & (mx[k][i] <= v)
         e = jnp.where(ok, e + s, e)
+        rmin_ = jnp.where(ok, jnp.minimum(rmin_, mn[k][i]), rmin_)
     e = jnp.minimum(e, L)
-
-    def rmin(a, b):   # min of x[a:b+1], a <= b
-        n = b - a + 1
-        k = jnp.floor(jnp.log2(n.astype(jnp.float32))).astype(jnp.int32)
-        k = jnp.clip(k, 0, K - 1)
-        k = jnp.where((1 << k) > n, k - 1, k)
-        k = jnp.where((1 << (k + 1)) <= n, k + 1, k)
-        k = jnp.clip(k, 0, K - 1)
-        return jnp.minimum(mn[k * T + a], mn[k * T + jnp.maximum(b - (1 << k) + 1, 0)])
-
-    lmin = rmin(c, p)
-    rmin_ = rmin(p, e - 1)
     # Left base: the largest j in [c, p] with x[j] == lmin (the minimum nearest the peak).
     q = p + 1
     for k in reversed(range(K)):
-        s = 1 << k
-        j = q - s
-        ok = (j >= c) & (mn[k * T + jnp.maximum(j, 0)] > lmin)
+        j = q - (1 << k)
+        ok = (j >= c) & (mn[k][row + jnp.maximum(j, 0)] > lmin)
         q = jnp.where(ok, j, q)
     lbase = q - 1
     # Right base: the smallest j in [p, e-1] with x[j] == right min.
     q = p
     for k in reversed(range(K)):
         s = 1 << k
-        ok = (q + s <= e) & (mn[k * T + jnp.minimum(q, T - 1)] > rmin_)
+        ok = (q + s <= e) & (mn[k][row + jnp.minimum(q, T - 1)] > rmin_)
         q = jnp.where(ok, q + s, q)
     rbase = q
     return lmin, lbase, c == 0, rmin_, rbase, e >= L
@@ -192,42 +211,159 @@ class PeakSides(NamedTuple):
 
 
 def peak_sides(x, peaks, length) -> PeakSides:
-    """Left/right minima and bases of in-range peak indices (P,) of x[:length] (x: (T,))."""
-    T = x.shape[0]
-    L = jnp.asarray(length, jnp.int32)
-    p = jnp.clip(peaks, 0, T - 1).astype(jnp.int32)
-    return PeakSides(*_sides(x, p, L))
+    """Left/right minima and bases of in-range peak indices (..., P) of x[..., :length] (x: (..., T))."""
+    x = jnp.asarray(x, jnp.float32)
+    lead, T = x.shape[:-1], x.shape[-1]
+    P = peaks.shape[-1]
+    L = jnp.broadcast_to(jnp.asarray(length, jnp.int32), lead).reshape(-1)
+    p = jnp.clip(jnp.broadcast_to(peaks, lead + (P,)), 0, T - 1).astype(jnp.int32).reshape(-1, P)
+    out = _sides(x.reshape(-1, T), p, L)
+    return PeakSides(*(o.reshape(lead + (P,)) for o in out))
 
 
 def peak_prominences(x, peaks, length):
-    """scipy.signal.peak_prominences(x[:length], peaks) for in-range peak indices (P,).
+    """scipy.signal.peak_prominences(x[:length], peaks) for in-range peak indices (..., P).
 
     Returns (prominences, left_bases, right_bases); entries for invalid slots are meaningless.
     """
     s = peak_sides(x, peaks, length)
-    return x[jnp.clip(peaks, 0, x.shape[0] - 1)] - jnp.maximum(s.left_min, s.right_min), s.left_base, s.right_base
+    top = jnp.take_along_axis(jnp.asarray(x, jnp.float32), jnp.clip(peaks, 0, x.shape[-1] - 1), axis=-1)
+    return top - jnp.maximum(s.left_min, s.right_min), s.left_base, s.right_base
 
 
-def _find_peaks_1d(x, L, height, distance, prominence, P):
-    T = x.shape[0]
+def _find_peaks_rows(x, L, height, distance, prominence, P):
+    """find_peaks on rows x (N, T) with lengths L (N,); conditions (N,) arrays or None."""
+    N, T = x.shape
     hlo, hhi = height
-    is_max = _local_maxima(x, L) & _in_interval(x, hlo, hhi)
-    pos, valid, n_cand = compact(is_max, jnp.arange(T, dtype=jnp.int32), P, -1)
-    h = x[jnp.maximum(pos, 0)]
+    is_max = jax.vmap(_local_maxima)(x, L)
+    if hlo is not None:
+        is_max &= x >= hlo[:, None]
+    if hhi is not None:
+        is_max &= x <= hhi[:, None]
+    pos, _, n_cand = jax.vmap(lambda m: compact(m, jnp.arange(T, dtype=jnp.int32), P, -1))(is_max)
+    valid = jnp.arange(P, dtype=jnp.int32)[None, :] < n_cand[:, None]
+    row = jnp.arange(N, dtype=jnp.int32)[:, None]
+    xf = x.reshape(-1)
     if distance is not None:
         d = int(math.ceil(distance))
+        h = xf[row * T + jnp.maximum(pos, 0)]
         valid = _distance_keep(pos, h, valid, d)
         # Survivors are >= d samples apart, so at most (T-1)//d + 1 of them: repack into that
         # many slots (exact) so the prominence search runs on fewer slots.
         P2 = min(P, (T - 1) // d + 1)
         if P2 < P:
-            pos, valid, _ = compact(valid, pos, P2, -1)
-    prom, lb, rb = peak_prominences(x, jnp.maximum(pos, 0), L)
+            (pos,), valid, _ = _compact_rows(valid, (pos,), P2, (-1,))
+    pc = jnp.maximum(pos, 0)
+    lmin, lb, _, rmin_, rb, _ = _sides(x, pc, L)
+    prom = xf[row * T + pc] - jnp.maximum(lmin, rmin_)
     plo, phi = prominence
-    if plo is not None or phi is not None:
-        valid &= _in_interval(prom, plo, phi)
-    (pos, prom, lb, rb), ok, count = compact(
+    if plo is not None:
+        valid &= prom >= plo[:, None]
+    if phi is not None:
+        valid &= prom <= phi[:, None]
+    (pos, prom, lb, rb), ok, count = _compact_rows(
         valid, (pos, prom, lb.astype(jnp.int32), rb.astype(jnp.int32)), P, (-1, 0.0, -1, -1))
+    return PeakResult(pos, ok, prom, lb, rb, count, n_cand)
+
+
+def _structure(x, L, S):
+    """Boundaries of the V-shaped pieces of each row x (N, T) of valid length L (N,).
+
+    Between two consecutive local maxima (and between the series edges 0 / L-1 and the nearest
+    local maximum) the signal only falls then rises, so its maximum over the piece sits at an
+    end and its minimum is the piece's valley. Boundaries = frame 0, every local maximum, frame
+    L-1, packed into S slots in order. Per slot s: frame, value, and the valley of the piece
+    ending at s (value, leftmost and rightmost frame of the minimum). One forward scan over time
+    on (T, N) rows (one vector op per frame) and one 1-D scatter into slots.
+    """
+    N, T = x.shape
+    is_max = jax.vmap(_local_maxima)(x, L)
+    t_col = jnp.arange(T, dtype=jnp.int32)[:, None]
+    # Materialise the time-major copies (else the scan reads one strided column per step).
+    xT, mT = jax.lax.optimization_barrier((x.T, is_max.T))
+    bT = (mT | (t_col == 0) | (t_col == L[None, :] - 1)) & (t_col < L[None, :])
+
+    def step(carry, inp):
+        m, il, ir, cnt = carry
+        xt, bt, t = inp
+        lt = xt < m
+        m2 = jnp.where(lt, xt, m)
+        il2 = jnp.where(lt, t, il)
+        ir2 = jnp.where(lt | (xt == m), t, ir)
+        cnt = cnt + bt.astype(jnp.int32)
+        new = (jnp.where(bt, xt, m2), jnp.where(bt, t, il2), jnp.where(bt, t, ir2), cnt)
+        return new, (m2, il2, ir2, cnt)
+
+    init = (jnp.full((N,), jnp.inf, x.dtype), jnp.zeros((N,), jnp.int32), jnp.zeros((N,), jnp.int32),
+            jnp.zeros((N,), jnp.int32))
+    ts = jnp.broadcast_to(t_col, (T, N))
+    (_, _, _, n_b), (vm, vl, vr, cs) = jax.lax.scan(step, init, (xT, bT, ts))
+    # One 1-D scatter per field straight from the (T, N) layout into slot-major (S, N) arrays.
+    slot = cs - 1
+    dst = jnp.where(bT & (slot < S), slot * N + jnp.arange(N, dtype=jnp.int32)[None, :], S * N).reshape(-1)
+    outs = tuple(
+        jnp.full(((S + 1) * N,), f, dtype=v.dtype).at[dst].set(v.reshape(-1), mode="promise_in_bounds")
+        [:S * N].reshape(S, N)
+        for v, f in zip((ts, xT, vm, vl, vr), (0, -jnp.inf, jnp.inf, 0, 0)))
+    return outs + (n_b,)
+
+
+def _find_peaks_rows_v(x, L, distance, prominence, P):
+    """find_peaks without a height condition on rows x (N, T) via the V-piece structure: the
+    nearest higher sample and the side minima of every peak follow from the (few) boundary
+    slots with dense masked reductions over (P2, S, N) (series minor: vectorised) instead of
+    lookups into (N, T)."""
+    N, T = x.shape
+    S = P + 2
+    bpos, bval, vmin, vleft, vright, n_b = _structure(x, L, S)      # (S, N) each
+    n_cand = jnp.maximum(n_b - 2, 0)
+    pos = jnp.where(jnp.arange(P, dtype=jnp.int32)[None, :] < n_cand[:, None], bpos[1:P + 1].T, -1)
+    h = bval[1:P + 1].T
+    valid = pos >= 0
+    slot = jnp.broadcast_to(jnp.arange(1, P + 1, dtype=jnp.int32)[None, :], (N, P))
+    if distance is not None:
+        d = int(math.ceil(distance))
+        valid = _distance_keep(pos, h, valid, d)
+        P2 = min(P, (T - 1) // d + 1)
+        if P2 < P:
+            (pos, h, slot), valid, _ = _compact_rows(valid, (pos, h, slot), P2, (-1, 0.0, 0))
+    # One walk over the boundary slots with per-peak state (P2, N), series minor (vectorised):
+    # outward from each peak, valleys are taken until the first strictly higher boundary.
+    i, v = slot.T, h.T                                   # (P2, N)
+    P2 = i.shape[0]
+    inf = jnp.full((P2, N), jnp.inf, x.dtype)
+    zero = jnp.zeros((P2, N), jnp.int32)
+    on = jnp.ones((P2, N), bool)
+    hi_slot = jnp.max(n_b)                               # slots at or past this are unused
+
+    def body(k, st):
+        la, lm, lb, ra, rm, rb = st
+        # Left walk, slot s descending: a higher boundary s < i stops the walk before valley s.
+        s = hi_slot - 1 - k
+        Ms, Vs = bval[s][None], vmin[s][None]
+        la = la & ~((s < i) & (Ms > v))
+        take = la & (s <= i) & (s >= 1) & (Vs < lm)      # strict: the valley nearest the peak
+        lm = jnp.where(take, Vs, lm)
+        lb = jnp.where(take, vright[s][None], lb)
+        # Right walk, slot s ascending: valley s counts, then a higher boundary s stops the walk.
+        s = k
+        Ms, Vs = bval[s][None], vmin[s][None]
+        inr = ra & (s > i) & (s < n_b[None])
+        take = inr & (Vs < rm)
+        rm = jnp.where(take, Vs, rm)
+        rb = jnp.where(take, vleft[s][None], rb)
+        ra = ra & ~(inr & (Ms > v))
+        return la, lm, lb, ra, rm, rb
+
+    _, lmin, lb, _, rmin, rb = jax.lax.fori_loop(0, hi_slot, body, (on, inf, zero, on, inf, zero))
+    lb, rb = lb.T, rb.T
+    prom = h - jnp.maximum(lmin, rmin).T
+    plo, phi = prominence
+    if plo is not None:
+        valid &= prom >= plo[:, None]
+    if phi is not None:
+        valid &= prom <= phi[:, None]
+    (pos, prom, lb, rb), ok, count = _compact_rows(valid, (pos, prom, lb, rb), P, (-1, 0.0, -1, -1))
     return PeakResult(pos, ok, prom, lb, rb, count, n_cand)
 
 
@@ -238,6 +374,7 @@ def find_peaks(x, length=None, *, height=None, distance=None, prominence=None, m
     height, prominence: None, a minimum, or a (min, max) pair; values may be traced arrays
     broadcastable to x.shape[:-1]. distance: static Python number >= 1 (samples).
     Returns a PeakResult whose fields have shape x.shape[:-1] + (max_peaks,) (or () for counts).
+    All series are processed as one flat (N, T) batch (no vmap): lookups are 1-D gathers.
     """
     if distance is not None and not distance >= 1:
         raise ValueError(f"find_peaks: distance must be >= 1 sample, got {distance!r}")
@@ -245,20 +382,13 @@ def find_peaks(x, length=None, *, height=None, distance=None, prominence=None, m
         raise ValueError(f"find_peaks: max_peaks must be >= 1, got {max_peaks}")
     x = jnp.asarray(x, jnp.float32)
     lead, T = x.shape[:-1], x.shape[-1]
-    L = jnp.broadcast_to(jnp.asarray(T if length is None else length, jnp.int32), lead)
+    L = jnp.broadcast_to(jnp.asarray(T if length is None else length, jnp.int32), lead).reshape(-1)
     hlo, hhi = _interval(height, "height")
     plo, phi = _interval(prominence, "prominence")
-    conds = [jnp.broadcast_to(jnp.asarray(c, jnp.float32), lead) if c is not None else None
-             for c in (hlo, hhi, plo, phi)]
-    present = tuple(c is not None for c in conds)
-    args = [c for c in conds if c is not None]
-
-    def one(xi, li, *cs):
-        it = iter(cs)
-        c = [next(it) if has else None for has in present]
-        return _find_peaks_1d(xi, li, (c[0], c[1]), distance, (c[2], c[3]), max_peaks)
-
-    fn = one
-    for _ in lead:
-        fn = jax.vmap(fn)
-    return fn(x, L, *args)
+    c = [jnp.broadcast_to(jnp.asarray(v, jnp.float32), lead).reshape(-1) if v is not None else None
+         for v in (hlo, hhi, plo, phi)]
+    if hlo is None and hhi is None:
+        r = _find_peaks_rows_v(x.reshape(-1, T), L, distance, (c[2], c[3]), max_peaks)
+    else:
+        r = _find_peaks_rows(x.reshape(-1, T), L, (c[0], c[1]), distance, (c[2], c[3]), max_peaks)
+    return PeakResult(*(f.reshape(lead + f.shape[1:]) for f in r))
