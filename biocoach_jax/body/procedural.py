@@ -31,7 +31,7 @@ import dataclasses
 import numpy as np
 
 from biocoach_jax.body.mesh_build import SQUARE_8, Part, assemble, circle_coords, ring
-from biocoach_jax.body.shape_model import as_betas
+from biocoach_jax.body.shape_model import MeshShapeModel, as_betas
 
 NUM_BETAS = 10
 _X, _Y, _Z = np.eye(3)
@@ -250,7 +250,7 @@ def _landmarks(parts: list[Part], station_ring: dict[str, int]) -> dict[str, int
     }
 
 
-class ProceduralBody:
+class ProceduralBody(MeshShapeModel):
     """The procedural body as a ShapeModel (see the module doc for what each beta does)."""
 
     source = "ProceduralBody"
@@ -259,18 +259,7 @@ class ProceduralBody:
         parts, station_ring = _parts(np.zeros(NUM_BETAS))
         _, self._faces, _ = assemble(parts)  # the topology is the same for every betas
         self._landmarks = _landmarks(parts, station_ring)
-
-    @property
-    def faces(self) -> np.ndarray:
-        return self._faces
-
-    @property
-    def landmarks(self) -> dict[str, int]:
-        return dict(self._landmarks)
-
-    @property
-    def num_betas(self) -> int:
-        return NUM_BETAS
+        self._num_betas = NUM_BETAS
 
     def parts(self, betas) -> list[Part]:
         """The closed parts (trunk, leg_l, leg_r, foot_l, foot_r, arm_l, arm_r), for inspection."""

@@ -28,6 +28,26 @@ class ShapeModel(Protocol):
         ...
 
 
+class MeshShapeModel:
+    """Shared accessors for models that store `_faces`, `_landmarks` and `_num_betas`."""
+
+    _faces: np.ndarray
+    _landmarks: Mapping[str, int]
+    _num_betas: int
+
+    @property
+    def faces(self) -> np.ndarray:
+        return self._faces
+
+    @property
+    def landmarks(self) -> dict[str, int]:
+        return dict(self._landmarks)
+
+    @property
+    def num_betas(self) -> int:
+        return self._num_betas
+
+
 def as_betas(betas, num_betas: int, *, source: str = "model") -> np.ndarray:
     """Betas as float64 (num_betas,); a shorter vector is zero-padded (as smplx does)."""
     b = np.asarray(betas, dtype=np.float64)

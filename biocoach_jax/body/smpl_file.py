@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 
 from biocoach_jax.body.measurements import check_landmarks, check_mesh
-from biocoach_jax.body.shape_model import as_betas
+from biocoach_jax.body.shape_model import MeshShapeModel, as_betas
 from biocoach_jax.io_utils import safe_load_pickle
 
 # SHAPY's measurement vertices on the SMPL mesh (REFERENCE.md §5).
@@ -79,7 +79,7 @@ def _expect(arr: np.ndarray, shape: tuple, key: str, path: pathlib.Path) -> None
         raise ValueError(f"{path}: key {key!r} has shape {arr.shape}, expected {want}")
 
 
-class SMPLFileModel:
+class SMPLFileModel(MeshShapeModel):
     """v_shaped(betas) = v_template + shapedirs[..., :n] @ betas[:n] from an SMPL-format file."""
 
     def __init__(self, path, *, landmarks: Mapping[str, int] | None = None,
@@ -131,17 +131,6 @@ class SMPLFileModel:
             landmarks = SMPL_LANDMARKS
         self._landmarks = check_landmarks(landmarks, n_v, source=str(p))
 
-    @property
-    def faces(self) -> np.ndarray:
-        return self._faces
-
-    @property
-    def landmarks(self) -> dict[str, int]:
-        return dict(self._landmarks)
-
-    @property
-    def num_betas(self) -> int:
-        return self._num_betas
 
     def v_shaped(self, betas) -> np.ndarray:
         b = as_betas(betas, self._num_betas, source=self.source)
