@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .ops import compact, frame_mask, masked_median, masked_quantile
+from .ops import compact_small, frame_mask, masked_median, sorted_quantiles, take_small
 from .peaks import find_peaks, peak_sides
 
 
@@ -46,64 +46,77 @@ class CycleResult(NamedTuple):
     n_keyframes: jax.Array  # () int32 keyframes found (cycles are exact iff <= C)
 
 
+def _polarity_sorted(s, m, xs, n, fps: float):
+    """auto_polarity from the sorted valid samples xs (and their count n) of s."""
+    q = sorted_quantiles(xs, n, (0.05, 0.95))
+    lo, hi = q[..., 0], q[..., 1]
+    n0 = min(max(1, int(round(0.25 * fps))), s.shape[-1])
+    rest = masked_median(s[..., :n0], m[..., :n0])      # masked-out samples never count
+    return jnp.where(hi - rest >= rest - lo, 1, -1).astype(jnp.int32)
+
+
 def auto_polarity(s, length, fps: float):
     """+1 or -1: the sign that makes excursions away from the starting (rest) level positive."""
-    T = s.shape[-1]
-    m = frame_mask(length, T)
-    lo, hi = masked_quantile(s, m, (0.05, 0.95))
-    n0 = max(1, int(round(0.25 * fps)))
-    rest = masked_median(s, m & (jnp.arange(T) < n0))
-    return jnp.where(hi - rest >= rest - lo, 1, -1).astype(jnp.int32)
+    m = frame_mask(length, s.shape[-1])
+    xs = jnp.sort(jnp.where(m, s, jnp.inf), axis=-1)
+    return _polarity_sorted(s, m, xs, jnp.sum(m, axis=-1), fps)
 
 
 def detect_cycles(s, length, fps: float, *, polarity=0, prominence_frac=0.3, min_period_s=0.5,
                   max_period_s=10.0, rest_tol_frac=0.25, onset_frac=0.05, amp_frac=0.5, max_cycles: int = 16,
                   max_peaks: int = 32):
-    """Cycles of one driving signal s (T,) with `length` valid frames (see module doc).
+    """Cycles of driving signals s (..., T) with `length` (...,) valid frames (see module doc).
 
-    fps, min_period_s, max_cycles, max_peaks are static; the other parameters may be traced.
-    Vmap it for batches.
+    fps, min_period_s, max_cycles, max_peaks are static; the other parameters may be traced
+    (scalars or arrays over the batch dims). Batch dims are handled natively (one flat batch for
+    the peak search: no vmap, whose batched scatters / gathers are slow on CPU); vmap also works.
     """
     T = s.shape[-1]
-    t = jnp.arange(T)
-    m = t < length
-    L = jnp.asarray(length, jnp.int32)
+    t = jnp.arange(T, dtype=jnp.int32)
+    L = jnp.broadcast_to(jnp.asarray(length, jnp.int32), s.shape[:-1])
+    m = t < L[..., None]
+    e = lambda v: jnp.asarray(v)[..., None]             # a per-series value against (..., K)
     pol = jnp.asarray(polarity, jnp.int32)
-    pol = jnp.where(pol == 0, auto_polarity(s, L, fps), jnp.sign(pol)).astype(jnp.int32)
-    y = s * pol.astype(s.dtype)
-    rest, hi = masked_quantile(y, m, (0.05, 0.95))
-    rom = hi - rest
+    # One sort serves the polarity and the quantiles of y = +-s.
+    xs = jnp.sort(jnp.where(m, s, jnp.inf), axis=-1)
+    n_ok = jnp.sum(m, axis=-1)
+    pol = jnp.where(pol == 0, _polarity_sorted(s, m, xs, n_ok, fps), jnp.sign(pol)).astype(jnp.int32)
+    y = s * e(pol).astype(s.dtype)
+    q = sorted_quantiles(xs, n_ok, (0.05, 0.95), pol < 0)
+    rest, rom = q[..., 0], q[..., 1] - q[..., 0]
     thr = jnp.maximum(prominence_frac * rom, 1e-6)
     pk = find_peaks(y, L, distance=max(1.0, min_period_s * fps), max_peaks=max_peaks)
     sd = peak_sides(y, jnp.maximum(pk.indices, 0), L)
-    top = y[jnp.maximum(pk.indices, 0)]
+    top = take_small(y, jnp.maximum(pk.indices, 0))
     drop = jnp.where(sd.right_open, top - sd.left_min,
                      jnp.where(sd.left_open, top - sd.right_min, pk.prominences))
-    key, has, n_key = compact(pk.valid & (drop >= thr), pk.indices, max_peaks, -1)
+    key, has, n_key = compact_small(pk.valid & (drop >= e(thr)), pk.indices, max_peaks, -1)
     C = max_cycles
-    key, has = key[:C], has[:C]
-    n = jnp.minimum(n_key, C)
+    key, has = key[..., :C], has[..., :C]
+    n = e(jnp.minimum(n_key, C))
     # Segment i of the C+1 gaps: [key[i-1], key[i]] with the signal edges at both ends.
-    prev = jnp.concatenate([jnp.zeros(1, jnp.int32), key])
-    nxt = jnp.concatenate([key, jnp.zeros(1, jnp.int32)])
+    zero = jnp.zeros(key.shape[:-1] + (1,), jnp.int32)
+    prev = jnp.concatenate([zero, key], axis=-1)
+    nxt = jnp.concatenate([key, zero], axis=-1)
     gi = jnp.arange(C + 1)
     seg_lo = jnp.where(gi == 0, 0, prev)
-    seg_hi = jnp.where(gi == n, L - 1, nxt)
-    in_seg = (t >= seg_lo[:, None]) & (t <= seg_hi[:, None]) & m
-    ys = jnp.where(in_seg, y, jnp.inf)
-    seg_min = ys.min(axis=1)
-    near_min = in_seg & (y <= seg_min[:, None] + onset_frac * rom)
-    valley = jnp.argmin(ys, axis=1).astype(jnp.int32)
-    lead = jnp.max(jnp.where(near_min, t, -1), axis=1).astype(jnp.int32)
-    trail = jnp.min(jnp.where(near_min, t, T), axis=1).astype(jnp.int32)
+    seg_hi = jnp.where(gi == n, e(L) - 1, nxt)
+    in_seg = (t >= seg_lo[..., None]) & (t <= seg_hi[..., None]) & m[..., None, :]     # (..., C+1, T)
+    ys = jnp.where(in_seg, y[..., None, :], jnp.inf)
+    seg_min = ys.min(axis=-1)
+    near_min = in_seg & (y[..., None, :] <= (seg_min + e(onset_frac * rom))[..., None])
+    valley = jnp.argmin(ys, axis=-1).astype(jnp.int32)
+    lead = jnp.max(jnp.where(near_min, t, -1), axis=-1).astype(jnp.int32)
+    trail = jnp.min(jnp.where(near_min, t, T), axis=-1).astype(jnp.int32)
     bound = jnp.where(gi == 0, lead, jnp.where(gi == n, trail, valley))
-    start, end = bound[:-1], bound[1:]
+    start, end = bound[..., :-1], bound[..., 1:]
     dur = (end - start).astype(jnp.float32) / fps
-    valid = has & (dur <= max_period_s)
-    ys_, ye_, yk = y[jnp.maximum(start, 0)], y[jnp.maximum(end, 0)], y[jnp.maximum(key, 0)]
-    at_rest = (ys_ - rest <= rest_tol_frac * rom) & (ye_ - rest <= rest_tol_frac * rom)
+    valid = has & (dur <= e(max_period_s))
+    ys_, ye_, yk = (take_small(y, jnp.maximum(i, 0)) for i in (start, end, key))
+    tol = e(rest_tol_frac * rom)
+    at_rest = (ys_ - e(rest) <= tol) & (ye_ - e(rest) <= tol)
     amp = yk - jnp.maximum(ys_, ye_)
-    complete = at_rest & (amp >= amp_frac * masked_median(amp, valid))
-    (start, end, key, complete), ok, count = compact(
+    complete = at_rest & (amp >= e(amp_frac * masked_median(amp, valid)))
+    (start, end, key, complete), ok, count = compact_small(
         valid, (start, end, key, complete), C, (-1, -1, -1, False))
     return CycleResult(start, end, key, complete & ok, ok, count, pol, rom, n_key)

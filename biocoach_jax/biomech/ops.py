@@ -32,6 +32,54 @@ def compact(mask, values, size: int, fill):
     return (out[0] if single else out), valid, count
 
 
+def compact_small(mask, values, size: int, fill):
+    """`compact` along the last axis of (..., M) arrays (M small) as one-hot masked reductions:
+    no scatter, so it stays a fused loop under vmap (a batched scatter is slow on CPU)."""
+    single = not isinstance(values, tuple)
+    vals = (values,) if single else values
+    fills = (fill,) * len(vals) if not isinstance(fill, tuple) else fill
+    mask = mask.astype(bool)
+    pos = jnp.cumsum(mask, axis=-1, dtype=jnp.int32) - 1
+    slot = jnp.arange(size, dtype=jnp.int32)
+    hit = mask[..., None, :] & (pos[..., None, :] == slot[:, None])          # (..., size, M)
+    out = tuple(
+        jnp.where(jnp.any(hit, axis=-1), jnp.max(jnp.where(hit, v[..., None, :], _lowest(v.dtype)), axis=-1),
+                  jnp.asarray(f, v.dtype))
+        for v, f in zip(vals, fills))
+    count = jnp.sum(mask, axis=-1, dtype=jnp.int32)
+    valid = slot < count[..., None]
+    return (out[0] if single else out), valid, count
+
+
+def _lowest(dtype):
+    if dtype == jnp.bool_:
+        return False
+    return jnp.finfo(dtype).min if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).min
+
+
+def take_small(x, idx):
+    """x[..., idx] for in-range indices idx (..., K) of x (..., T) as a one-hot max (no gather)."""
+    t = jnp.arange(x.shape[-1], dtype=jnp.int32)
+    return jnp.max(jnp.where(t == idx[..., None], x[..., None, :], _lowest(x.dtype)), axis=-1)
+
+
+def sorted_quantiles(xs, n, q, flip=False):
+    """`masked_quantile` from xs = sort(where(mask, x, inf)) and n = mask count, bit for bit;
+    flip=True (may be traced) gives the quantiles of -x from the same sort (one sort for both)."""
+    nn = jnp.maximum(n, 1)
+    qs = jnp.atleast_1d(jnp.asarray(q, dtype=xs.dtype))
+    pos = qs * (nn - 1)[..., None].astype(xs.dtype)
+    lo = jnp.floor(pos).astype(jnp.int32)
+    hi = jnp.minimum(lo + 1, nn[..., None] - 1)
+    frac = pos - lo.astype(xs.dtype)
+    flip = jnp.asarray(flip)[..., None]
+    # k-th smallest of -x is -(n-1-k)-th smallest of x (negation is exact).
+    vlo = jnp.where(flip, -take_small(xs, nn[..., None] - 1 - lo), take_small(xs, lo))
+    vhi = jnp.where(flip, -take_small(xs, nn[..., None] - 1 - hi), take_small(xs, hi))
+    out = vlo + frac * (vhi - vlo)
+    return out[..., 0] if jnp.ndim(q) == 0 else out
+
+
 def masked_quantile(x, mask, q):
     """Quantile(s) q of x[mask] along the last axis (linear interpolation, numpy's default).
 

@@ -22,6 +22,7 @@ Inputs must be finite. Padding frames (t >= length) never influence results.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -29,6 +30,9 @@ import jax
 import jax.numpy as jnp
 
 from .ops import compact
+
+
+_WALK_BLOCK = 12   # peak rows per prominence sweep block
 
 
 class PeakResult(NamedTuple):
@@ -105,40 +109,53 @@ def _compact_rows(mask, vals, size, fills):
     return out, jnp.arange(size, dtype=jnp.int32)[None, :] < count[:, None], count
 
 
-def _shift(a, o, fill):
-    """b[:, k] = a[:, k + o] (fill outside) along axis 1."""
-    N, P = a.shape
+def _compact_cols(mask, vals, size, fills):
+    """Column-wise `compact` on slot-major (M, N) arrays: one 1-D scatter per field."""
+    M, N = mask.shape
+    slot = jnp.cumsum(mask.astype(jnp.int32), axis=0, dtype=jnp.int32) - 1
+    dst = jnp.where(mask & (slot < size), slot * N + jnp.arange(N, dtype=jnp.int32)[None, :], size * N)
+    return tuple(
+        jnp.full(((size + 1) * N,), f, v.dtype).at[dst.reshape(-1)].set(v.reshape(-1), mode="promise_in_bounds")
+        [:size * N].reshape(size, N) for v, f in zip(vals, fills))
+
+
+def _shift(a, o, fill, axis=1):
+    """b[..., k, ...] = a[..., k + o, ...] (fill outside) along `axis`."""
+    P = a.shape[axis]
     if o == 0:
         return a
     o_ = min(abs(o), P)
-    pad = jnp.full((N, o_), fill, a.dtype)
+    shp = list(a.shape)
+    shp[axis] = o_
+    pad = jnp.full(shp, fill, a.dtype)
     if o > 0:
-        return jnp.concatenate([a[:, o_:], pad], axis=1)
-    return jnp.concatenate([pad, a[:, :P - o_]], axis=1)
+        return jnp.concatenate([jax.lax.slice_in_dim(a, o_, P, axis=axis), pad], axis=axis)
+    return jnp.concatenate([pad, jax.lax.slice_in_dim(a, 0, P - o_, axis=axis)], axis=axis)
 
 
-def _distance_keep(pos, h, valid, d: int):
-    """scipy's greedy distance rule as a fixed point over the (N, P) packed candidates (module doc).
+def _distance_keep(pos, h, valid, d: int, axis=1):
+    """scipy's greedy distance rule as a fixed point over the packed candidates (module doc),
+    slots along `axis` of (N, P) (axis=1) or (P, N) (axis=0: shifts are whole rows, cheaper).
 
     Candidates are sorted by position and at least one sample apart, so only the d-1 slots on
     each side can be closer than d samples: the relation is built from 2(d-1) slot shifts.
     """
-    P = pos.shape[1]
+    P = pos.shape[axis]
     w = min(d - 1, P - 1)
     if w < 1:
         return valid
     offs = [o for o in range(-w, w + 1) if o != 0]
     blocks = []
     for o in offs:
-        hn, pn, vn = _shift(h, o, -jnp.inf), _shift(pos, o, 0), _shift(valid, o, False)
+        hn, pn, vn = _shift(h, o, -jnp.inf, axis), _shift(pos, o, 0, axis), _shift(valid, o, False, axis)
         higher = (hn > h) | ((hn == h) & (o > 0))
         blocks.append(vn & valid & higher & (jnp.abs(pn - pos) < d))
-    blocks = jnp.stack(blocks)                                  # (2w, N, P)
 
     def step(state):
         keep, _ = state
-        nb = jnp.stack([_shift(keep, o, False) for o in offs])
-        new = valid & ~jnp.any(blocks & nb, axis=0)
+        # One fused elementwise loop: OR over the shifts (no (2w, ...) stack per iteration).
+        hit = functools.reduce(jnp.logical_or, [b & _shift(keep, o, False, axis) for b, o in zip(blocks, offs)])
+        new = valid & ~hit
         return new, jnp.any(new != keep)
 
     keep, _ = jax.lax.while_loop(lambda s: s[1], step, (valid, jnp.array(True)))
@@ -274,96 +291,118 @@ def _structure(x, L, S):
     end and its minimum is the piece's valley. Boundaries = frame 0, every local maximum, frame
     L-1, packed into S slots in order. Per slot s: frame, value, and the valley of the piece
     ending at s (value, leftmost and rightmost frame of the minimum). One forward scan over time
-    on (T, N) rows (one vector op per frame) and one 1-D scatter into slots.
+    on (T, N) rows (one vector op per frame) and one 1-D scatter into slots. The scan also finds
+    the local maxima: it carries the current run of equal samples (start, "rose into it") and
+    reports a run [l, t-1] as a peak at step t when x[t] falls below it (t <= L-1), so every
+    boundary is reported one step late (frame L-1 at step L) and each step reports at most one.
     """
     N, T = x.shape
-    is_max = jax.vmap(_local_maxima)(x, L)
-    t_col = jnp.arange(T, dtype=jnp.int32)[:, None]
-    # Materialise the time-major copies (else the scan reads one strided column per step).
-    xT, mT = jax.lax.optimization_barrier((x.T, is_max.T))
-    bT = (mT | (t_col == 0) | (t_col == L[None, :] - 1)) & (t_col < L[None, :])
+    # Materialise the time-major copy (else the scan reads one strided column per step); one
+    # extra step reports the end boundary of full-length rows.
+    xT = jax.lax.optimization_barrier(jnp.concatenate([x.T, x.T[-1:]], axis=0))
+    ts = jnp.arange(T + 1, dtype=jnp.int32)
 
     def step(carry, inp):
-        m, il, ir, cnt = carry
-        xt, bt, t = inp
+        m, il, ir, cnt, xp, l, rose = carry
+        xt, t = inp
+        ends = xt != xp
+        ev_max = ends & rose & (l >= 1) & (xt < xp) & (t < L)
+        ev_end = t == L
+        ev = ev_max | ev_end | (t == 0)
+        frame = jnp.where(ev_end, L - 1, jnp.where(ev_max, (l + t - 1) >> 1, 0))
+        out = (ev, frame, xp, m, il, ir, cnt)
+        # Reset at a boundary (the piece after it starts at the boundary's value), then fold x[t].
+        m = jnp.where(ev, jnp.where(t == 0, jnp.inf, xp), m)
         lt = xt < m
-        m2 = jnp.where(lt, xt, m)
-        il2 = jnp.where(lt, t, il)
-        ir2 = jnp.where(lt | (xt == m), t, ir)
-        cnt = cnt + bt.astype(jnp.int32)
-        new = (jnp.where(bt, xt, m2), jnp.where(bt, t, il2), jnp.where(bt, t, ir2), cnt)
-        return new, (m2, il2, ir2, cnt)
+        m = jnp.where(lt, xt, m)
+        il = jnp.where(lt, t, il)
+        ir = jnp.where(lt | (xt == m), t, ir)
+        l = jnp.where(ends, t, l)
+        rose = jnp.where(ends, xt > xp, rose)
+        return (m, il, ir, cnt + ev.astype(jnp.int32), xt, l, rose), out
 
-    init = (jnp.full((N,), jnp.inf, x.dtype), jnp.zeros((N,), jnp.int32), jnp.zeros((N,), jnp.int32),
-            jnp.zeros((N,), jnp.int32))
-    ts = jnp.broadcast_to(t_col, (T, N))
-    (_, _, _, n_b), (vm, vl, vr, cs) = jax.lax.scan(step, init, (xT, bT, ts))
-    # One 1-D scatter per field straight from the (T, N) layout into slot-major (S, N) arrays.
-    slot = cs - 1
-    dst = jnp.where(bT & (slot < S), slot * N + jnp.arange(N, dtype=jnp.int32)[None, :], S * N).reshape(-1)
+    zi = jnp.zeros((N,), jnp.int32)
+    init = (jnp.full((N,), jnp.inf, x.dtype), zi, zi, zi, xT[0], zi, jnp.zeros((N,), bool))
+    (_, _, _, n_b, _, _, _), (ev, fr, bv, vm, vl, vr, cs) = jax.lax.scan(step, init, (xT, ts))
+    bv = jnp.where(ts[:, None] == 0, xT[:1], bv)        # frame 0 reports its own value
+    # One 1-D scatter per field straight from the (T+1, N) layout into slot-major (S, N) arrays.
+    dst = jnp.where(ev & (cs < S), cs * N + jnp.arange(N, dtype=jnp.int32)[None, :], S * N).reshape(-1)
     outs = tuple(
         jnp.full(((S + 1) * N,), f, dtype=v.dtype).at[dst].set(v.reshape(-1), mode="promise_in_bounds")
         [:S * N].reshape(S, N)
-        for v, f in zip((ts, xT, vm, vl, vr), (0, -jnp.inf, jnp.inf, 0, 0)))
+        for v, f in zip((fr, bv, vm, vl, vr), (0, -jnp.inf, jnp.inf, 0, 0)))
     return outs + (n_b,)
 
 
 def _find_peaks_rows_v(x, L, distance, prominence, P):
     """find_peaks without a height condition on rows x (N, T) via the V-piece structure: the
-    nearest higher sample and the side minima of every peak follow from the (few) boundary
-    slots with dense masked reductions over (P2, S, N) (series minor: vectorised) instead of
-    lookups into (N, T)."""
+    nearest higher sample and the side minima of every peak follow from a walk over the (few)
+    boundary slots with slot-major (P2, N) state (series minor: vectorised) instead of lookups
+    into (N, T)."""
     N, T = x.shape
     S = P + 2
     bpos, bval, vmin, vleft, vright, n_b = _structure(x, L, S)      # (S, N) each
     n_cand = jnp.maximum(n_b - 2, 0)
-    pos = jnp.where(jnp.arange(P, dtype=jnp.int32)[None, :] < n_cand[:, None], bpos[1:P + 1].T, -1)
-    h = bval[1:P + 1].T
+    # Slot-major (P, N) throughout (series minor: slot shifts are whole rows).
+    pos = jnp.where(jnp.arange(P, dtype=jnp.int32)[:, None] < n_cand[None, :], bpos[1:P + 1], -1)
+    v = bval[1:P + 1]
     valid = pos >= 0
-    slot = jnp.broadcast_to(jnp.arange(1, P + 1, dtype=jnp.int32)[None, :], (N, P))
+    i = jnp.broadcast_to(jnp.arange(1, P + 1, dtype=jnp.int32)[:, None], (P, N))
     if distance is not None:
         d = int(math.ceil(distance))
-        valid = _distance_keep(pos, h, valid, d)
+        valid = _distance_keep(pos, v, valid, d, axis=0)
         P2 = min(P, (T - 1) // d + 1)
         if P2 < P:
-            (pos, h, slot), valid, _ = _compact_rows(valid, (pos, h, slot), P2, (-1, 0.0, 0))
-    # One walk over the boundary slots with per-peak state (P2, N), series minor (vectorised):
-    # outward from each peak, valleys are taken until the first strictly higher boundary.
-    i, v = slot.T, h.T                                   # (P2, N)
+            pos, v, i = _compact_cols(valid, (pos, v, i), P2, (-1, 0.0, 0))
+            valid = pos >= 0
+    # Sweeps over the boundary slots with per-peak state (rows, N), series minor (vectorised).
+    # Left side, slots ascending: a running minimum of the valleys up to the peak, restarted
+    # after every strictly higher boundary (so it ends as the minimum since the last one); ties
+    # go to the later valley (nearest the peak). Right side, the mirror image, slots descending
+    # (ties to the earlier valley). No stop flags to carry: a restart discards what lies beyond.
+    # Peak rows are swept in blocks, each only over the slots its peaks can reach (left: up to
+    # its last peak; right: down to its first); a block with no valid peak is skipped.
     P2 = i.shape[0]
-    inf = jnp.full((P2, N), jnp.inf, x.dtype)
-    zero = jnp.zeros((P2, N), jnp.int32)
-    on = jnp.ones((P2, N), bool)
-    hi_slot = jnp.max(n_b)                               # slots at or past this are unused
+    hi_slot = jnp.max(n_b)                  # slots at or past this are unused (fills never win)
+    outs = []
+    for r0 in range(0, P2, _WALK_BLOCK):
+        ib, vb, ok = i[r0:r0 + _WALK_BLOCK], v[r0:r0 + _WALK_BLOCK], valid[r0:r0 + _WALK_BLOCK]
+        inf = jnp.full(ib.shape, jnp.inf, x.dtype)
+        zero = jnp.zeros(ib.shape, jnp.int32)
 
-    def body(k, st):
-        la, lm, lb, ra, rm, rb = st
-        # Left walk, slot s descending: a higher boundary s < i stops the walk before valley s.
-        s = hi_slot - 1 - k
-        Ms, Vs = bval[s][None], vmin[s][None]
-        la = la & ~((s < i) & (Ms > v))
-        take = la & (s <= i) & (s >= 1) & (Vs < lm)      # strict: the valley nearest the peak
-        lm = jnp.where(take, Vs, lm)
-        lb = jnp.where(take, vright[s][None], lb)
-        # Right walk, slot s ascending: valley s counts, then a higher boundary s stops the walk.
-        s = k
-        Ms, Vs = bval[s][None], vmin[s][None]
-        inr = ra & (s > i) & (s < n_b[None])
-        take = inr & (Vs < rm)
-        rm = jnp.where(take, Vs, rm)
-        rb = jnp.where(take, vleft[s][None], rb)
-        ra = ra & ~(inr & (Ms > v))
-        return la, lm, lb, ra, rm, rb
+        def left(s, st, ib=ib, vb=vb):
+            lm, lb = st
+            Ms, Vs = bval[s][None], vmin[s][None]
+            take = (s <= ib) & (Vs <= lm)                  # valley s lies left of boundary s
+            lm = jnp.where((s < ib) & (Ms > vb), jnp.inf, jnp.where(take, Vs, lm))
+            return lm, jnp.where(take, vright[s][None], lb)
 
-    _, lmin, lb, _, rmin, rb = jax.lax.fori_loop(0, hi_slot, body, (on, inf, zero, on, inf, zero))
-    lb, rb = lb.T, rb.T
-    prom = h - jnp.maximum(lmin, rmin).T
+        def right(k, st, ib=ib, vb=vb):
+            rm, rb = st
+            s = hi_slot - 1 - k
+            Ms, Vs = bval[s][None], vmin[s][None]
+            rm = jnp.where((s > ib) & (Ms > vb), jnp.inf, rm)
+            take = (s > ib) & (Vs <= rm)
+            return jnp.where(take, Vs, rm), jnp.where(take, vleft[s][None], rb)
+
+        def sweep(ib=ib, ok=ok, inf=inf, zero=zero, left=left, right=right):
+            lo = jnp.min(jnp.where(ok, ib, hi_slot))
+            hi = jnp.max(jnp.where(ok, ib, 0))
+            lm, lb = jax.lax.fori_loop(1, hi + 1, left, (inf, zero))
+            rm, rb = jax.lax.fori_loop(0, hi_slot - 1 - lo, right, (inf, zero))
+            return lm, lb, rm, rb
+
+        outs.append(jax.lax.cond(jnp.any(ok), sweep, lambda inf=inf, zero=zero: (inf, zero, inf, zero)))
+    lmin, lb, rmin, rb = (jnp.concatenate(f, axis=0) for f in zip(*outs))
+    prom = v - jnp.maximum(lmin, rmin)
     plo, phi = prominence
     if plo is not None:
-        valid &= prom >= plo[:, None]
+        valid &= prom >= plo[None, :]
     if phi is not None:
-        valid &= prom <= phi[:, None]
-    (pos, prom, lb, rb), ok, count = _compact_rows(valid, (pos, prom, lb, rb), P, (-1, 0.0, -1, -1))
+        valid &= prom <= phi[None, :]
+    pos, prom, lb, rb = (a.T for a in _compact_cols(valid, (pos, prom, lb, rb), P, (-1, 0.0, -1, -1)))
+    count = jnp.sum(valid, axis=0, dtype=jnp.int32)
+    ok = jnp.arange(P, dtype=jnp.int32)[None, :] < count[:, None]
     return PeakResult(pos, ok, prom, lb, rb, count, n_cand)
 
 

@@ -152,6 +152,7 @@ class Segmentation(NamedTuple):
 
 
 def _segment_chunk(poses, lengths, spec, fps, dof_max_peaks):
+    """Smoothing + per-DoF peaks of a chunk of sessions; returns (smoothed, peaks, drive)."""
     T = poses.shape[1]
     # Whole chunk at once (no per-session vmap): smoothing and per-DoF peaks run on (b, D, T)
     # rows, so the peak finder's scans / scatters see one flat batch of b*D series.
@@ -163,8 +164,7 @@ def _segment_chunk(poses, lengths, spec, fps, dof_max_peaks):
     pk = find_peaks(xt, lengths[:, None], distance=max(1.0, spec.min_period_s * fps),
                     prominence=jnp.maximum(spec.prominence_frac * rng, 1e-6), max_peaks=dof_max_peaks)
     drive = jnp.einsum("bdt,d->bt", xt, spec.drive_weights)
-    cyc = jax.vmap(lambda d, l: _cycles_of(d, l, spec, fps))(drive, lengths)
-    return Segmentation(jnp.swapaxes(xt, 1, 2), pk, cyc)
+    return jnp.swapaxes(xt, 1, 2), pk, drive
 
 
 _CHUNK = 8   # sessions per step: keeps each step's working set (368 series) in cache
@@ -174,13 +174,17 @@ _CHUNK = 8   # sessions per step: keeps each step's working set (368 series) in 
 def _segment_jit(poses, lengths, spec, fps, dof_max_peaks):
     B, T, D = poses.shape
     if B <= _CHUNK:
-        return _segment_chunk(poses, lengths, spec, fps, dof_max_peaks)
-    nc = -(-B // _CHUNK)
-    pad = nc * _CHUNK - B
-    pp = jnp.pad(poses, ((0, pad), (0, 0), (0, 0))).reshape(nc, _CHUNK, T, D)
-    ll = jnp.pad(lengths, (0, pad), constant_values=T).reshape(nc, _CHUNK)
-    out = jax.lax.map(lambda a: _segment_chunk(a[0], a[1], spec, fps, dof_max_peaks), (pp, ll))
-    return jax.tree_util.tree_map(lambda a: a.reshape((nc * _CHUNK,) + a.shape[2:])[:B], out)
+        x, pk, drive = _segment_chunk(poses, lengths, spec, fps, dof_max_peaks)
+    else:
+        nc = -(-B // _CHUNK)
+        pad = nc * _CHUNK - B
+        pp = jnp.pad(poses, ((0, pad), (0, 0), (0, 0))).reshape(nc, _CHUNK, T, D)
+        ll = jnp.pad(lengths, (0, pad), constant_values=T).reshape(nc, _CHUNK)
+        out = jax.lax.map(lambda a: _segment_chunk(a[0], a[1], spec, fps, dof_max_peaks), (pp, ll))
+        x, pk, drive = jax.tree_util.tree_map(lambda a: a.reshape((nc * _CHUNK,) + a.shape[2:])[:B], out)
+    # The cycles run once on all B driving signals (a scan's per-step cost does not depend on
+    # the batch, so one (B, T) pass beats one small pass per chunk).
+    return Segmentation(x, pk, _cycles_of(drive, lengths, spec, fps))
 
 
 def segment_batch(poses, lengths, spec: KernelSpec, fps: float, *, dof_max_peaks: int = 96) -> Segmentation:
