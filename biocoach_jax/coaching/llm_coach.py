@@ -7,7 +7,8 @@ The token stream is the one `data.sequence` trains on, built on the fly:
     ... <vision>(step k) [<motion> C_motion(k / 4 s) <motion/>] <answer> feedback <answer/> ...
 
 After each `<vision>` the model's top token decides (`state_machine.next_token`): `<vision>`
-waits for the next step; `<answer>` opens a feedback, generated greedily token by token until
+waits for the next step; `<answer>` opens a feedback, and so does `<motion>` (training puts a
+changed C_motion between `<vision>` and `<answer>`), generated greedily token by token until
 `<answer/>` (or 128 tokens). C_motion (computed on the DoFs chosen once by the DoF selector
 from the first tau of features) is inserted before the feedback when it differs from the last
 one sent, exactly where training puts it; with `motion_policy="on_change"` it is inserted as
@@ -147,7 +148,11 @@ class LLMCoach:
         self._select_dofs(k)
         if self.motion_policy == "on_change":
             self._send_context(t)
-        if next_token(int(np.argmax(self.logits)), False, 0, self.ids) != self.ids.answer:
+        top = int(np.argmax(self.logits))
+        # training puts a changed C_motion segment between <vision> and <answer>, so a model
+        # that wants to speak predicts <motion> there: that decides to answer as well
+        speak = self.use_motion and top == self.tok.motion_id
+        if not speak and next_token(top, False, 0, self.ids) != self.ids.answer:
             return []
         if self.motion_policy == "before_answer":
             self._send_context(t)

@@ -32,13 +32,17 @@ def load_config(path):
 
 
 def load_coach(config_path, checkpoint) -> LoadedCoach:
+    return coach_from_config(load_config(config_path), checkpoint, where=str(config_path))
+
+
+def coach_from_config(cfg, checkpoint, *, where: str = "config") -> LoadedCoach:
+    """The coach of an already built config (e.g. the demo's, whose paths are its workdir's)."""
     from biocoach_jax.training.checkpoint import load_model_params
     from biocoach_jax.training.vlm_task import VLMTask
 
-    cfg = load_config(config_path)
     stage = cfg.get("stage", "biocoach")
     if stage not in ("streamvlm", "biocoach"):
-        raise ValueError(f"{config_path}: stage {stage!r} is not a coaching model "
+        raise ValueError(f"{where}: stage {stage!r} is not a coaching model "
                          "(expected streamvlm or biocoach)")
     task = VLMTask(stage)
     task.prepare(cfg, None)

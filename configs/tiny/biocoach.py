@@ -12,9 +12,14 @@ from configs._base import tiny_root
 from configs.tiny.streamvlm import tiny_vlm
 
 
-def get_config():
-    c = tiny_vlm("biocoach")
-    c.init.checkpoint = os.path.join(tiny_root(), "streamvlm")
+def make(root: str | None = None):
+    root = tiny_root() if root is None else root
+    c = tiny_vlm("biocoach", root)
+    c.init.checkpoint = os.path.join(root, "streamvlm")
     c.model.dof_k = 12
     c.model.dof_loss_weight = 1.0
     return c
+
+
+def get_config():
+    return make()

@@ -3,8 +3,9 @@ synthetic world, starting from the tiny LLaMA of stage 1 and the tiny CNN of sta
 
     python -m biocoach_jax.train --config=configs/tiny/streamvlm.py --workdir=$BIOCOACH_TINY_ROOT/streamvlm
 
-Needs $BIOCOACH_TINY_ROOT/{data, tokenizer, lm/llama, vision/vision_cnn} (stages 1 and 2 and
-the synthetic world). Its workdir is the `init.checkpoint` of configs/tiny/biocoach.py.
+Needs $BIOCOACH_TINY_ROOT/{data, tokenizer, lm/llama, vision/vision_cnn} (stages 1 and 2, the
+synthetic world and its cached features). Its workdir is the `init.checkpoint` of
+configs/tiny/biocoach.py.
 """
 import os
 
@@ -12,8 +13,9 @@ from configs._base import base, tiny_root
 from configs.tiny.vision import tiny_vision
 
 
-def tiny_vlm(stage: str):
-    root = tiny_root()
+def tiny_vlm(stage: str, root: str | None = None):
+    """The shared shape of the two coaching stages (and of the tiny ablations)."""
+    root = tiny_root() if root is None else root
     c = tiny_vision(base())
     c.stage = stage
     c.llm.path = os.path.join(root, "lm", "llama")
@@ -24,24 +26,29 @@ def tiny_vlm(stage: str):
     c.tokenizer.path = os.path.join(root, "tokenizer")
     c.vision.checkpoint = os.path.join(root, "vision", "vision_cnn")
     c.data.data_dir = os.path.join(root, "data")
-    c.data.max_tokens = 256
-    c.data.max_steps = 40
-    c.data.max_morph_tokens = 32
+    # a ~25 s segment is ~100 steps; with its C_motion segments the stream is ~900 tokens
+    c.data.max_tokens = 1024
+    c.data.max_steps = 128
+    c.data.max_morph_tokens = 48
     c.data.batch_size = 4
     c.model.dof_hidden = 64
     c.model.morph_heads = 1
     c.train.trainable = stage
-    c.train.steps = 100
-    c.train.eval_every = 50
-    c.train.checkpoint_every = 50
+    c.train.steps = 150
+    c.train.eval_every = 150
+    c.train.checkpoint_every = 150
     c.optimizer.lr = 1e-3
     c.optimizer.warmup_steps = 10
     return c
 
 
-def get_config():
-    c = tiny_vlm("streamvlm")
+def make(root: str | None = None):
+    c = tiny_vlm("streamvlm", root)
     c.data.use_motion_context = False  # the baseline sees no kinematic context
     c.data.use_morphology = False
     c.model.use_dof_selection = False
     return c
+
+
+def get_config():
+    return make()

@@ -17,7 +17,8 @@ def tiny_vision(c):
     return c
 
 
-def get_config():
+def make(root: str = ""):
+    del root  # clips are rendered in memory
     c = tiny_vision(base())
     c.stage = "vision"
     c.vision_data.tracks_per_exercise = 2
@@ -31,3 +32,7 @@ def get_config():
     c.optimizer.lr = 3e-3
     c.optimizer.warmup_steps = 10
     return c
+
+
+def get_config():
+    return make()
