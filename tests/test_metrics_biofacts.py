@@ -114,3 +114,15 @@ def test_bad_truth_records_raise_value_errors():
         bio_fact_accuracy([("", "x")], [{"dof": None, "kind": "asymmetry", "value_deg": "lots"}])
     with pytest.raises(ValueError, match="truths has 2"):
         bio_fact_accuracy([("", "x")], [None, None])
+
+
+@pytest.mark.parametrize("sentence, measured", [
+    ("Squat deeper: bend your knees to at least 90° (now 78°).", 78.0),
+    ("Excessive lower back flexion: 45° detected, at most 30° allowed.", 45.0),
+    ("Aim for 90°, you reached 80°.", 80.0),
+    ("Your right knee only reached 72° of flexion; aim for at least 90°.", 72.0),
+    ("No more than 15° of difference please, it was 24°.", 24.0),
+    ("Keep your knee at 100 degrees.", 100.0),     # only a target: the first angle is used
+])
+def test_the_measured_angle_is_scored_not_the_target(sentence, measured):
+    assert parse_facts(sentence).value_deg == measured

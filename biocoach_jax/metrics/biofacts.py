@@ -95,6 +95,12 @@ _DIRECTION_RE = re.compile("|".join(
     f"(?P<{d}>{_WORD.format('(?:' + '|'.join(cues) + ')')})"
     for d, cues in DIRECTION_CUES.items()))
 _ANGLE_RE = re.compile(r"(-?\d+(?:\.\d+)?)\s*(?:°|º|degrees?\b|degs?\b)")
+# Words right before an angle that mark it as the target/bound rather than the measured value
+# ("aim for at least 90°", "at most 30° allowed"): the measured number is what is scored.
+_TARGET_BEFORE_RE = re.compile(r"(?:at least|at most|aim for|aim to|target|no more than|"
+                               r"no less than|up to|keep it (?:to|under|below|above)|limit|"
+                               r"required|allowed|beyond|instead of|rather than|goal)\W*(?:about\s+)?$")
+_TARGET_AFTER_RE = re.compile(r"^\s*(?:required|allowed|is the target|is the goal|or more|or less)")
 _SIDE_BEFORE_RE = re.compile(r"\b(left|right)\b(?:[ -]+[a-z']+){0,2}[ -]*$")
 _SIDE_AFTER_RE = re.compile(r"^\s+on (?:the|your) (left|right)\b")
 
@@ -125,7 +131,8 @@ def _side_near(text: str, start: int, end: int) -> str | None:
 
 
 def parse_facts(sentence: str) -> Facts:
-    """Joints (with sides), first direction cue and first angle (degrees) of a sentence."""
+    """Joints (with sides), first direction cue and the measured angle (degrees) of a sentence:
+    the first angle that is not written as a target or bound, else the first angle."""
     if not isinstance(sentence, str):
         raise ValueError(f"feedback must be a str, got {type(sentence).__name__}")
     text = sentence.lower()
@@ -139,7 +146,10 @@ def parse_facts(sentence: str) -> Facts:
     found.sort(key=lambda x: x[0])
     joints = tuple(dict.fromkeys(j for _, j in found))  # de-duplicated, first mention first
     d = _DIRECTION_RE.search(text)
-    a = _ANGLE_RE.search(text)
+    angles = list(_ANGLE_RE.finditer(text))
+    measured = [a for a in angles if not _TARGET_BEFORE_RE.search(text[max(0, a.start() - 24):a.start()])
+                and not _TARGET_AFTER_RE.search(text[a.end():a.end() + 24])]
+    a = (measured or angles or [None])[0]
     return Facts(joints=joints, direction=None if d is None else d.lastgroup,
                  value_deg=None if a is None else float(a.group(1)))
 
