@@ -179,16 +179,21 @@ def _record_to_workout(rec: Any, where: str) -> Workout:
         spans=[Span(a, b, txt, float(t), bool(tr)) for (a, b, txt), t, tr in zip(spans, times, trans)])
 
 
+def _read_json(path: pathlib.Path, what: str):
+    """Parsed JSON of `path`; a missing or unparsable file raises QEVDFormatError naming it."""
+    if not path.is_file():
+        raise QEVDFormatError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise QEVDFormatError(f"{path}: invalid or truncated JSON ({e})") from None
+
+
 def read_feedbacks_json(path, *, check_files: bool = True) -> list[Workout]:
     """Read and validate `feedbacks_long_range.json`. With `check_files`, every record's video
     and timestamps file must exist and the timestamps must count one per `feedbacks` entry."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise QEVDFormatError(f"{path}: annotation file not found")
-    try:
-        records = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise QEVDFormatError(f"{path}: invalid or truncated JSON ({e})") from None
+    records = _read_json(path, "annotation file")
     if not isinstance(records, list):
         raise QEVDFormatError(f"{path}: expected a JSON list of workout records")
     workouts = []
@@ -300,12 +305,7 @@ def _check_morph(values: dict, where: str) -> dict[str, float]:
 def read_morphometrics(path) -> dict[str, float]:
     """`morphometrics/<id>.json`: height_m, mass_kg, chest_m, waist_m, hip_m (+ extra numbers)."""
     path = pathlib.Path(path)
-    if not path.is_file():
-        raise QEVDFormatError(f"{path}: morphometrics file not found")
-    try:
-        values = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise QEVDFormatError(f"{path}: invalid or truncated JSON ({e})") from None
+    values = _read_json(path, "morphometrics file")
     return _check_morph(values, str(path))
 
 
