@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 from scipy.spatial import ConvexHull
 
+from mesh_helpers import capped_loft
+
 from biocoach_jax.body import (
     BODY_DENSITY_KG_M3, MeshError, circumference_at, convex_hull_perimeter, mass_kg, measure,
     signed_volume)
@@ -31,17 +33,7 @@ def cylinder_mesh(r, h, n, levels):
     """n-gon prism along y from 0 to h with `levels` rings and centre-fan caps."""
     t = 2 * np.pi * np.arange(n) / n
     ring = np.stack([r * np.cos(t), np.zeros(n), -r * np.sin(t)], 1)  # ccw seen from +y
-    ys = np.linspace(0, h, levels)
-    v = np.concatenate([ring + [0, y, 0] for y in ys] + [[[0, 0, 0]], [[0, h, 0]]])
-    f = []
-    for k in range(levels - 1):
-        for j in range(n):
-            a, b = k * n + j, k * n + (j + 1) % n
-            f += [[a, b, b + n], [a, b + n, a + n]]
-    bottom, top, last = levels * n, levels * n + 1, (levels - 1) * n
-    for j in range(n):
-        f += [[bottom, (j + 1) % n, j], [top, last + j, last + (j + 1) % n]]
-    return v, np.array(f)
+    return capped_loft([ring + [0, y, 0] for y in np.linspace(0, h, levels)], [0, 0, 0], [0, h, 0])
 
 
 def icosphere(level):

@@ -14,6 +14,7 @@ import torch
 from biocoach_jax.body import (
     SMPL_LANDMARKS, SMPLFileModel, ShapeModel, measure, measure_body)
 from biocoach_jax.io_utils import UnsafePickleError
+from mesh_helpers import capped_loft
 
 NB = 10  # smplx keeps at most 10 betas for a file with fewer than 300 components
 SMPL_PARENTS = [2 ** 32 - 1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18,
@@ -30,17 +31,8 @@ def uv_sphere(n_lat, n_lon, radii):
     lon = 2 * np.pi * np.arange(n_lon) / n_lon
     rings = [radii[i] * np.stack([np.cos(a) * np.cos(lon), np.full(n_lon, np.sin(a)),
                                   -np.cos(a) * np.sin(lon)], 1) for i, a in enumerate(lat)]
-    top = max(radii)
-    v = np.concatenate(rings + [[[0, -radii[0], 0]], [[0, top, 0]]])
-    f = []
-    for k in range(n_lat - 1):
-        for j in range(n_lon):
-            a, b = k * n_lon + j, k * n_lon + (j + 1) % n_lon
-            f += [[a, b, b + n_lon], [a, b + n_lon, a + n_lon]]
-    s, t, last = n_lat * n_lon, n_lat * n_lon + 1, (n_lat - 1) * n_lon
-    for j in range(n_lon):
-        f += [[s, (j + 1) % n_lon, j], [t, last + j, last + (j + 1) % n_lon]]
-    return v, np.array(f, dtype=np.uint32)
+    v, f = capped_loft(rings, [0, -radii[0], 0], [0, max(radii), 0])
+    return v, f.astype(np.uint32)
 
 
 @pytest.fixture
