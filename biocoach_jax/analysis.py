@@ -19,7 +19,7 @@ import math
 import numpy as np
 
 from . import context, skel
-from .biomech import (KINDS, analyze_batch, auto_polarity, dof_activity, make_spec,
+from .biomech import (analyze_batch, auto_polarity, dof_activity, make_spec,
                       resample_cycles, violations_to_records)
 from .data.poses import PoseRecording, resample
 from .exercises import Exercise, list_exercises, load_exercise
@@ -198,7 +198,7 @@ def build_spec(exercise: Exercise | None, present: np.ndarray, *, drive: int | N
                      sigma_s=DEFAULT_SIGMA_S)
 
 
-def _session_references(result, spec, length: int) -> np.ndarray:
+def _session_references(result, spec) -> np.ndarray:
     """Mean resampled cycle of the session per DoF: the reference for exercises we don't know."""
     c = result.cycles
     valid = np.asarray(c.valid[0])
@@ -240,7 +240,7 @@ def analyze_recording(rec: PoseRecording, exercise: str = "auto", *,
         spec0 = build_spec(None, rec.present, drive=drive, joints=joints)
         first = _run(rec, spec0, fps)
         spec = build_spec(None, rec.present, drive=drive, joints=joints,
-                          references=_session_references(first, spec0, len(rec.poses)))
+                          references=_session_references(first, spec0))
         result = _run(rec, spec, fps)
     return _report(rec, source_fps, fps, ex, spec, result, warnings)
 
@@ -301,5 +301,3 @@ def _context_text(ex, cycles, violations, drive, spec) -> str:
     state = {d: v for d, v in last.key_values_deg.items() if d in shown}
     return context.render_motion(ex, len(cycles), state, violations)
 
-
-assert set(KINDS) >= set(_TEMPO_KINDS)
