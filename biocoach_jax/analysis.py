@@ -271,6 +271,9 @@ def _report(rec, source_fps, fps, ex, spec, result, warnings) -> AnalysisReport:
     if int(c.n_keyframes[0]) > spec.max_cycles:
         warnings.append(f"more than {spec.max_cycles} repetitions: only the first "
                         f"{spec.max_cycles} are analysed")
+    if int(c.n_candidates[0]) > spec.max_peaks:
+        warnings.append(f"the driving signal has {int(c.n_candidates[0])} candidate peaks (more than "
+                        f"{spec.max_peaks} slots): repetitions late in the recording may be missed")
     drive = skel.DOF_NAMES[int(np.argmax(np.abs(np.asarray(spec.drive_weights))))]
     name = ex.name if ex is not None else "unknown"
     text = _context_text(ex, cycles, violations, drive, spec)

@@ -186,3 +186,30 @@ def test_dof_activity_picks_driver_and_bad_input(rng):
         bm.analyze_batch(poses, lengths * 0, spec, 16.0)
     with pytest.raises(ValueError, match="both dynamic and static"):
         bm.make_spec("knee_angle_r", static=np.ones(46, bool))
+
+
+def test_cycles_match_numpy_reference_despite_noisy_rest(rng):
+    """Many small noise peaks at rest (more than the peak slots) must not crowd out later
+    repetitions: cycles equal the numpy/scipy reference (no slot limit) on fresh random signals."""
+    from benchmarks.biomech_vs_scipy import ref_cycles
+    fps, T, P = 16.0, 1120, 16           # T fits the longest draw (90 + 9 * (50 + 60) frames)
+    cyc = jax.jit(lambda s, L: bm.detect_cycles(s, L, fps, max_cycles=12, max_peaks=P))
+    spec_np = dict(prominence_frac=0.3, min_period_s=0.5, max_cycles=12, onset_frac=0.05,
+                   max_period_s=10.0)
+    for _ in range(3):
+        n_reps = int(rng.integers(5, 10))
+        parts = [rng.normal(0, 0.01, int(rng.integers(40, 90)))]      # noisy rest: many maxima
+        for _ in range(n_reps):
+            n = int(rng.integers(30, 50))
+            amp = rng.uniform(0.6, 1.0) * (0.6 if rng.random() < 0.3 else 1.0)
+            parts.append(amp * np.sin(np.linspace(0, np.pi, n)) + rng.normal(0, 0.01, n))
+            parts.append(rng.normal(0, 0.01, int(rng.integers(15, 60))))
+        raw = np.concatenate(parts).astype(np.float32)
+        L = raw.size
+        y = np.asarray(bm.gaussian_smooth(jnp.asarray(raw), 0.1, fps, L))     # as the kernel does
+        r = cyc(jnp.asarray(np.pad(y, (0, T - L), mode="edge")), L)
+        assert int(r.n_candidates) <= P < len(np.flatnonzero((y[1:-1] > y[:-2]) & (y[1:-1] > y[2:])))
+        n = int(r.count)
+        ours = list(zip(*(np.asarray(a)[:n].tolist() for a in (r.start, r.end, r.key))))
+        assert ours == [tuple(map(int, c)) for c in ref_cycles(y.astype(np.float64), fps, spec_np)]
+        assert n == n_reps

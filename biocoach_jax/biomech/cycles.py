@@ -7,7 +7,8 @@ Given the smoothed driving signal s (one DoF, or a weighted sum of DoFs) of vali
    first 0.25 s; the movement's excursions go toward the robust extreme (q05 or q95) that is
    farther from it, and that direction is made positive (ties -> +1). A recording that starts
    mid-repetition should pass the polarity explicitly.
-3. Keyframes = peaks of the oriented signal y at least min_period_s apart (scipy's distance
+3. Keyframes = peaks of the oriented signal y (only those >= min(y) + the threshold below are
+   candidates) at least min_period_s apart (scipy's distance
    rule; see peaks.py) with an edge-aware prominence >= prominence_frac * rom: scipy's
    prominence, except that a peak with no higher sample after it up to the recording's end is
    judged on its left drop only (and one with none before it, on its right drop), so a last
@@ -44,6 +45,7 @@ class CycleResult(NamedTuple):
     polarity: jax.Array     # () int32 +1 / -1 actually used
     rom: jax.Array          # () float32 robust range of motion of the driving signal
     n_keyframes: jax.Array  # () int32 keyframes found (cycles are exact iff <= C)
+    n_candidates: jax.Array  # () int32 peak candidates above min + threshold (exact iff <= max_peaks)
 
 
 def _polarity_sorted(s, m, xs, n, fps: float):
@@ -82,10 +84,14 @@ def detect_cycles(s, length, fps: float, *, polarity=0, prominence_frac=0.3, min
     n_ok = jnp.sum(m, axis=-1)
     pol = jnp.where(pol == 0, _polarity_sorted(s, m, xs, n_ok, fps), jnp.sign(pol)).astype(jnp.int32)
     y = s * e(pol).astype(s.dtype)
-    q = sorted_quantiles(xs, n_ok, (0.05, 0.95), pol < 0)
-    rest, rom = q[..., 0], q[..., 1] - q[..., 0]
+    q = sorted_quantiles(xs, n_ok, (0.0, 0.05, 0.95), pol < 0)
+    rest, rom = q[..., 1], q[..., 2] - q[..., 1]
     thr = jnp.maximum(prominence_frac * rom, 1e-6)
-    pk = find_peaks(y, L, distance=max(1.0, min_period_s * fps), max_peaks=max_peaks)
+    # A keyframe rises >= thr above some valid sample, so peaks lower than min(y) + thr can be
+    # dropped before the slots are filled: exact (the distance rule ranks by height, so lower
+    # peaks never decide a higher one's fate) and it keeps noise at rest from using up slots.
+    pk = find_peaks(y, L, height=q[..., 0] + thr, distance=max(1.0, min_period_s * fps),
+                    max_peaks=max_peaks)
     sd = peak_sides(y, jnp.maximum(pk.indices, 0), L)
     top = take_small(y, jnp.maximum(pk.indices, 0))
     drop = jnp.where(sd.right_open, top - sd.left_min,
@@ -119,4 +125,4 @@ def detect_cycles(s, length, fps: float, *, polarity=0, prominence_frac=0.3, min
     complete = at_rest & (amp >= e(amp_frac * masked_median(amp, valid)))
     (start, end, key, complete), ok, count = compact_small(
         valid, (start, end, key, complete), C, (-1, -1, -1, False))
-    return CycleResult(start, end, key, complete & ok, ok, count, pol, rom, n_key)
+    return CycleResult(start, end, key, complete & ok, ok, count, pol, rom, n_key, pk.n_candidates)
