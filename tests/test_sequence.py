@@ -117,6 +117,17 @@ def test_motion_context_window_and_dof_mask(rng):
     arms = skel.dof_mask(["humerus_r", "humerus_l"])
     text = motion_contexts(poses, np.ones(46, bool), SQUAT, [t], dof_mask=arms)[0]
     assert "hip flexion" not in text and "knee flexion" in text
+    # a DoF outside the exercise's intervals appears in the pose state iff it moved >= 10 deg in
+    # the rep and the mask keeps it (what DoF selection changes); the kernel's smoothing leaves
+    # a 15 deg / 5 deg elbow swing on the rep's frames above / below that line
+    a, e = spans[1]
+    for swing, shown in ((15.0, True), (5.0, False)):
+        moved = poses.copy()
+        moved[a:e + 1, skel.dof_index("elbow_flexion_r")] += np.radians(swing) * np.sin(
+            np.linspace(0, np.pi, e - a + 1))
+        for mask, want in ((np.ones(46, bool), shown), (skel.dof_mask(SQUAT.key_joints), False)):
+            got = motion_contexts(moved, np.ones(46, bool), SQUAT, [t], dof_mask=mask)[0]
+            assert ("right elbow flexion" in got) == want, (swing, got)
     assert window_frames(3.0, 16.0) == 49
     with pytest.raises(ValueError, match="poses"):
         motion_contexts(np.zeros((10, 45)), np.ones(46, bool), SQUAT, [0.1])
@@ -209,7 +220,9 @@ def test_motion_segments_morph_and_labels(tok, rng):
     assert len(opens) == 2 == len(ep.contexts)
     for o, c in zip(opens, closes):
         assert ep.tokens[c + 1] == tok.answer_id
-        assert ep.loss_weights[o - 1:c].sum() == 0  # nobody is asked to predict the context
+        # the <motion> after a <vision> is the decision to speak (weight 1); its text is input
+        assert ep.tokens[o - 1] == tok.vision_id and ep.loss_weights[o - 1] == 1.0
+        assert ep.loss_weights[o:c].sum() == 0
     last = tok.decode(ep.tokens[opens[1] + 1:closes[1]])
     assert "insufficient right knee flexion" in last
     assert last.strip() == ep.contexts[1][1]

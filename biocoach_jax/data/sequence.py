@@ -33,8 +33,9 @@ attends to row k of `Episode.features` (`vision_step` = k), exactly as the `Batc
 skipped steps never reach the model. Row 0 is always the zero step.
 
 Loss weights (position i predicts tokens[i + 1]): alpha where that target is a <vision>, 1 where
-it is a feedback token, <answer> or <answer/>, 0 where it is prompt or context (<motion> ...
-<motion/>) and on the last position. C_morph (`context.render_morph` of the measurements) is
+it is a feedback token, <answer> or <answer/>, 1 where it is the <motion> that opens a context
+(that token is the decision to speak: the coach predicts it after a <vision> and answers), 0
+where it is prompt or the context itself (its text and <motion/>) and on the last position. C_morph (`context.render_morph` of the measurements) is
 tokenised without BOS into `morph_tokens` when use_morphology. Joint labels: the library
 exercise's key joints (none, masked, for exercises not in the library).
 """
@@ -210,7 +211,8 @@ def build_episode_tokens(segment, num_steps: int, tokenizer: Tokenizer, cfg, *,
     roles_a = np.asarray(roles, np.int8)
     weights = np.zeros(len(toks), np.float32)
     nxt = roles_a[1:]
-    weights[:-1] = np.where(nxt == VISION, alpha, np.where(nxt == FEEDBACK, 1.0, 0.0))
+    speak = (nxt == FEEDBACK) | ((nxt == CONTEXT) & (np.asarray(toks[1:]) == tokenizer.motion_id))
+    weights[:-1] = np.where(nxt == VISION, alpha, np.where(speak, 1.0, 0.0))
     morph: list[int] = []
     if _data_field(cfg, "use_morphology", True) and segment.measurements:
         known = {k for k, _, _ in context.MORPH_FIELDS}
