@@ -16,7 +16,8 @@ What a window reports (rendered by `context.render_motion`, so the wording lives
     window cut by tau (the rep began before the window; its keyframe and duration would be the
     fragment's) or ends within EDGE_S of t (the rep is still under way). So a rep longer than
     tau is never reported: tau must exceed the rep duration (the paper's 3 s does for most);
-  * the latest such rep's key values (driving DoF and the DoFs with an interval, as `analyze`);
+  * the latest such rep's key values: driving DoF, the DoFs with an interval (as `analyze`) and
+    the other analysed DoFs that moved at least MOVING_ROM_DEG in it;
   * the violations of those reps, numbered 1.. within the window.
 DoFs analysed: `dof_mask` (e.g. the DoFs of the selected / labelled joints) restricted to the
 DoFs the recording has; None = the exercise's own selection (`analysis.build_spec`).
@@ -35,6 +36,7 @@ from biocoach_jax.biomech import analyze_batch, violations_to_records
 from biocoach_jax.exercises import Exercise
 
 MIN_REP_FRACTION = 0.25
+MOVING_ROM_DEG = 10.0   # a DoF with at least this range in the latest rep is part of its pose state
 EDGE_S = 0.25  # an incomplete cycle this close to an edge of the window is a fragment of a rep
 _MIN_ROWS = 8
 
@@ -101,8 +103,11 @@ def _window_text(exercise, spec, result, row: int, length: int, cut: bool, fps: 
     violations = [dataclasses.replace(v, cycle=number[v.cycle])
                   for v in violations_to_records(viol, fps)
                   if v.cycle in number]
+    # pose state of the latest rep: the driving DoF, the DoFs with an interval, and every other
+    # analysed DoF that moved in it (so the DoFs the selector keeps decide what is described)
     bounded = np.isfinite(np.asarray(spec.key_lo)) | np.isfinite(np.asarray(spec.key_hi))
-    shown = np.asarray(spec.selected) & bounded
+    moved = rom[reps[-1]] >= math.radians(MOVING_ROM_DEG)
+    shown = np.asarray(spec.selected) & (bounded | moved)
     shown[drive] = True
     key = np.asarray(result.key_values[row])[reps[-1]]
     state = {skel.DOF_NAMES[d]: math.degrees(float(key[d])) for d in np.flatnonzero(shown)}
