@@ -2,7 +2,7 @@
 
     python -m biocoach_jax.evaluate --data DIR --split benchmark --out OUT_DIR \
         [--config C --checkpoint K [--config C2 --checkpoint K2 ...]] [--rule_based] \
-        [--label NAME ...] [--max_segments N] [--no_bertscore] [--report DIR]
+        [--label NAME ...] [--max_segments N] [--no_bertscore] [--from_video] [--report DIR]
 
 One row per system (each --config/--checkpoint pair in order, then --rule_based), with the
 columns METEOR, ROUGE-L, BERTScore (MiniLM-L6), T-F-Score, bio-fact accuracy and, when a judge
@@ -67,18 +67,22 @@ def segment_truths(seg) -> list:
     return out
 
 
-def coach_segments(segments, loaded=None, *, progress=None) -> tuple[list, list[str]]:
-    """Predictions [(time_s, text), ...] per segment, and warnings (segments not coached)."""
+def coach_segments(segments, loaded=None, *, progress=None,
+                   from_video: bool = False) -> tuple[list, list[str]]:
+    """Predictions [(time_s, text), ...] per segment, and warnings (segments not coached).
+    An LLM coach reads the segment's cached CNN features when it has them (what training saw,
+    as Stream-VLM evaluates), or runs the CNN on the video frames (from_video, or no cache)."""
     from biocoach_jax.coaching import run_coach, sources
 
     preds, warnings = [], []
     for seg in segments:
         where = f"{seg.session_id}/{seg.exercise}@{seg.start_s:.1f}s"
+        cached = loaded is not None and not from_video and seg.features_path is not None
         try:
             coach = sources.make_coach(seg.exercise, loaded=loaded, measurements=seg.measurements,
                                        present=None if seg.poses is None else seg.poses.present)
-            events = sources.segment_events(seg, with_video=loaded is not None,
-                                            size=sources.frame_size(loaded))
+            events = sources.segment_events(seg, with_video=loaded is not None and not cached,
+                                            size=sources.frame_size(loaded), cached_features=cached)
         except ValueError as e:
             preds.append([])
             warnings.append(f"{where}: not coached ({e})")
@@ -104,7 +108,7 @@ def table_markdown(rows: list[dict]) -> str:
 
 
 def evaluate_systems(segments, systems, *, bertscore: bool = True, judge=None,
-                     show_progress: bool = True) -> list[dict]:
+                     show_progress: bool = True, from_video: bool = False) -> list[dict]:
     """systems: [(label, LoadedCoach or None for rule-based)] -> one row dict per system."""
     from biocoach_jax.metrics import evaluate_episodes
 
@@ -116,7 +120,7 @@ def evaluate_systems(segments, systems, *, bertscore: bool = True, judge=None,
         if show_progress:
             from tqdm import tqdm
             progress = tqdm(total=len(segments), desc=label, unit="segment", file=sys.stderr)
-        preds, warnings = coach_segments(segments, loaded, progress=progress)
+        preds, warnings = coach_segments(segments, loaded, progress=progress, from_video=from_video)
         if progress is not None:
             progress.close()
         metrics = evaluate_episodes(gt, preds, truths=truths, bertscore=bertscore, judge=judge)
@@ -146,6 +150,8 @@ def _parse(argv):
     p.add_argument("--label", action="append", default=[], help="row names, in system order")
     p.add_argument("--max_segments", type=int, default=0, help="first N segments only (0 = all)")
     p.add_argument("--no_bertscore", action="store_true", help="skip BERTScore (no torch model)")
+    p.add_argument("--from_video", action="store_true",
+                   help="run the CNN on the video frames instead of reading the cached features")
     p.add_argument("--out", required=True, help="output folder for table.json / table.md")
     p.add_argument("--report", help="also write HTML pages per session here")
     args = p.parse_args(argv)
@@ -180,7 +186,8 @@ def main(argv=None) -> int:
         if os.environ.get("BIOCOACH_JUDGE_URL"):
             from biocoach_jax.metrics import HTTPJudge
             judge = HTTPJudge()
-        rows = evaluate_systems(segments, systems, bertscore=not args.no_bertscore, judge=judge)
+        rows = evaluate_systems(segments, systems, bertscore=not args.no_bertscore, judge=judge,
+                                from_video=args.from_video)
         write_table(args.out, rows)
         print(table_markdown(rows), end="")
         for r in rows:

@@ -68,16 +68,20 @@ class HashStream:
         return logits
 
 
-def _run(model, poses, times, feats):
+def _run(model, poses, times, feats, events=None):
+    """Coach the poses with `feats[k]` as step k's feature (pushed up front), or with the
+    given event stream (poses and features) instead."""
     from biocoach_jax.coaching.llm_coach import LLMCoach
 
     coach = LLMCoach(model, CharTokenizer(), "squats", exercise=load_exercise("squat"),
                      max_len=3000, max_steps=96, spatial=SPATIAL, motion_policy="before_answer",
                      measurements={"height_m": 1.8, "mass_kg": 80.0, "chest_m": 1.0,
                                    "waist_m": 0.85, "hip_m": 1.0})
-    for k in range(1, len(feats)):
-        coach.push_feature(k, feats[k])
-    return coach, run_coach(coach, pose_events(poses, times))
+    if events is None:
+        for k in range(1, len(feats)):
+            coach.push_feature(k, feats[k])
+        events = pose_events(poses, times)
+    return coach, run_coach(coach, events)
 
 
 def test_llm_coach_runs_the_real_model(model):
@@ -122,3 +126,33 @@ def test_llm_coach_is_causal_and_follows_the_grammar(model, monkeypatch):
     gaps = [(t2 - t1, len(f.text)) for t1, t2, f in zip(t, t[1:], a.feedbacks)]
     assert all(gap >= n / 12 - 1e-5 for gap, n in gaps)  # times are rounded to 1 us, a.feedbacks
     assert all(2 <= len(f.text) <= 9 for f in a.feedbacks)
+
+
+def test_cached_feature_events_feed_the_coach_like_pushed_features(model, monkeypatch, tmp_path):
+    """`sources.feature_events` reads a segment's rows of a `<video>_features.npy` (C, h, w maps,
+    step times beside it) as step k's feature at k / 4 s: the coach says exactly what it says
+    when the same features are pushed directly."""
+    import types
+    from biocoach_jax.coaching import llm_coach, merge_events
+    from biocoach_jax.coaching.sources import feature_events
+    from tests.test_coach import squat_stream
+
+    monkeypatch.setattr(llm_coach, "ModelStream", HashStream)
+    rng = np.random.default_rng(int(np.random.SeedSequence().entropy % 2**32))
+    poses, times, _ = squat_stream(rng, 2, 1, 16.0)
+    steps = int(times[-1] * 4) + 1
+    feats = rng.normal(0, 1.0, (steps + 1, SPATIAL, D_VISION)).astype(np.float32)
+    _, a = _run(model, poses, times, feats)
+    # the file: steps before the segment, then the segment's, (T, C, h, w) with h * w = SPATIAL
+    before = int(rng.integers(1, 6))
+    start = 100.0 + rng.uniform(0, 1)
+    maps = np.concatenate([rng.normal(size=(before, SPATIAL, D_VISION)), feats[1:]]).astype(np.float32)
+    maps = np.concatenate([np.zeros((1, SPATIAL, D_VISION), np.float32), maps])
+    path = tmp_path / "v_features.npy"
+    np.save(path, np.moveaxis(maps.reshape(len(maps), 2, 3, D_VISION), -1, 1))
+    np.save(tmp_path / "v_timestamps.npy", start + (np.arange(len(maps)) - before) * 0.25)
+    seg = types.SimpleNamespace(features_path=path, video_path=tmp_path / "v.mp4", start_s=start,
+                                end_s=start + steps * 0.25, session_id="s", exercise="squats")
+    _, b = _run(model, poses, times, feats,
+                events=merge_events(pose_events(poses, times), feature_events(seg)))
+    assert b.error is None and a.feedbacks and b.feedbacks == a.feedbacks

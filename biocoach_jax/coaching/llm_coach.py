@@ -122,6 +122,8 @@ class LLMCoach:
     def push(self, event: Event) -> None:
         if event.kind == "pose":
             self.poses.push(event.time_s, event.value)
+        elif event.kind == "feature":      # cached CNN output of step `index`
+            self.push_feature(event.index, event.value)
         elif self.features_fn is not None:
             f = self.features_fn(event.value)
             self._frames += 1

@@ -12,17 +12,39 @@ import numpy as np
 from biocoach_jax.coaching.stream import Event, hsmr_events, merge_events, pose_events, video_events
 
 
-def segment_events(seg, *, with_video: bool, size=None) -> "iter[Event]":
-    """Events of one `data.session.SegmentSample` (poses and, optionally, its video frames)."""
+def segment_events(seg, *, with_video: bool, size=None, cached_features: bool = False) -> "iter[Event]":
+    """Events of one `data.session.SegmentSample`: poses and, optionally, its video frames
+    (with_video) or the cached CNN features of its steps (cached_features, instead of frames)."""
     sources = []
     if seg.poses is not None:
         sources.append(pose_events(seg.poses.poses, seg.poses.timestamps, str(seg.poses.source)))
+    if with_video and cached_features:
+        raise ValueError("segment_events: give video frames or cached features, not both")
     if with_video:
         sources.append(_shifted(video_events(seg.video_path, size=size), seg.start_s, seg.end_s))
+    if cached_features:
+        sources.append(feature_events(seg))
     if not sources:
         raise ValueError(f"segment {seg.session_id}/{seg.exercise}: no poses (HSMR_outputs) and "
                          "no video requested: nothing to coach from")
     return merge_events(*sources)
+
+
+def feature_events(seg, step_s: float = 0.25) -> "iter[Event]":
+    """The segment's steps 1.. from its `<video>_features.npy` (the rows training reads, see
+    `data.pipeline.segment_rows`), step k at segment time k * step_s, when the coach uses it.
+    These features come from the CNN run over the whole video, as in training; streaming the
+    frames instead restarts the CNN at the segment start."""
+    from biocoach_jax.data.pipeline import checked_step_times, feature_tokens, segment_rows
+
+    if seg.features_path is None:
+        raise ValueError(f"segment {seg.session_id}/{seg.exercise}: {seg.video_path} has no cached "
+                         "features (<video>_features.npy); run biocoach_jax.extract_features")
+    # checked now, not when the stream reaches them: a bad file is not a media stream breaking
+    rows = segment_rows(checked_step_times(seg.video_path, seg.features_path), seg.start_s, seg.end_s)
+    maps = np.load(seg.features_path, mmap_mode="r")
+    return (Event(k * step_s, "feature", feature_tokens(maps[row:row + 1])[0], k)
+            for k, row in enumerate(rows, 1))
 
 
 def _shifted(events, start_s: float, end_s: float):

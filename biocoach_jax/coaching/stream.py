@@ -1,7 +1,8 @@
 """The media a coach consumes, as one time-ordered stream of events, and the causal pose buffer.
 
-A coach sees the world only through `Event`s in time order: a video frame (`image`) or a pose
-(`pose`, 46 SKEL DoFs in radians), each with its time in seconds from the start of the media.
+A coach sees the world only through `Event`s in time order: a video frame (`image`), a pose
+(`pose`, 46 SKEL DoFs in radians) or, instead of frames, the CNN's cached feature of a step
+(`feature`), each with its time in seconds from the start of the media.
 Sources are read lazily, one item at a time, so a file that breaks half-way raises
 `StreamError` naming the file and the frame/time reached, after everything before it has been
 delivered (and coached).
@@ -33,9 +34,10 @@ class StreamError(ValueError):
 
 class Event(NamedTuple):
     time_s: float
-    kind: str                     # "frame" | "pose"
-    value: np.ndarray             # (H, W, 3) uint8 image, or (46,) float64 pose in radians
-    index: int                    # frame index in its source
+    kind: str                     # "frame" | "pose" | "feature"
+    value: np.ndarray             # (H, W, 3) uint8 image, (46,) float64 pose in radians, or
+                                  # (N, C) cached CNN feature tokens
+    index: int                    # frame index in its source (a feature: its step k >= 1)
 
 
 def pose_events(poses: np.ndarray, times_s: np.ndarray, source: str = "poses") -> Iterator[Event]:
@@ -111,7 +113,7 @@ def video_events(path, fps: float = 16.0, size: tuple[int, int] | None = None) -
 
 def merge_events(*sources: Iterable[Event]) -> Iterator[Event]:
     """One time-ordered stream from several ordered ones (frames before poses on equal times)."""
-    order = {"frame": 0, "pose": 1}
+    order = {"frame": 0, "feature": 0, "pose": 1}
     keyed = [((e.time_s, order[e.kind], n, e) for n, e in zip(itertools.count(), s))
              for s in sources]
     for *_, e in heapq.merge(*keyed):

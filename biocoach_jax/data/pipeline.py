@@ -60,15 +60,28 @@ def feature_step_times(features_path: pathlib.Path) -> np.ndarray:
     return qevd.ns_to_qevd_seconds(ts) if ts.dtype.kind in "iu" else ts.astype(np.float64)
 
 
-def _checked_step_times(session, features_path: pathlib.Path) -> np.ndarray:
+def checked_step_times(video_path: pathlib.Path, features_path: pathlib.Path) -> np.ndarray:
     """Step times of the features file, after checking they describe its rows."""
     ts = feature_step_times(features_path)
     shape = np.load(features_path, mmap_mode="r").shape
     if len(shape) != 4 or shape[0] != len(ts):
         raise FeatureFileError(
-            f"{features_path}: features of video {session.video_path.name} have shape {shape}; "
-            f"expected (T, C, h, w) with T = {len(ts)} step timestamps")
+            f"{features_path}: features of video {pathlib.Path(video_path).name} have shape "
+            f"{shape}; expected (T, C, h, w) with T = {len(ts)} step timestamps")
     return ts
+
+
+def segment_rows(step_times: np.ndarray, start_s: float, end_s: float) -> np.ndarray:
+    """Rows of a features file for steps 1.. of a segment: start < time <= end (FitCoach's
+    cut), never the file's own step 0 (the zero step)."""
+    rows = np.flatnonzero((step_times > start_s) & (step_times <= end_s))
+    return rows[rows >= 1]
+
+
+def feature_tokens(steps: np.ndarray) -> np.ndarray:
+    """(n, C, h, w) feature maps -> (n, h*w, C) tokens, row-major over (h, w)."""
+    n, c = steps.shape[:2]
+    return np.moveaxis(np.asarray(steps, np.float32), 1, -1).reshape(n, -1, c)
 
 
 def _items(cfg, tokenizer: Tokenizer, split: str) -> list[_Item]:
@@ -80,10 +93,9 @@ def _items(cfg, tokenizer: Tokenizer, split: str) -> list[_Item]:
             raise FeatureFileError(
                 f"{session.video_path}: no cached features (<video>_features.npy); run "
                 f"`python -m biocoach_jax.extract_features --config ... --data {data_dir}` first")
-        ts = _checked_step_times(session, fpath)
+        ts = checked_step_times(session.video_path, fpath)
         for seg, sample in zip(session.segments, session_segments(session)):
-            rows = np.flatnonzero((ts > seg.start_s) & (ts <= seg.end_s))
-            rows = rows[rows >= 1]  # the file's own step 0 is the zero step
+            rows = segment_rows(ts, seg.start_s, seg.end_s)
             ep = build_episode_tokens(sample, 1 + len(rows), tokenizer, cfg,
                                       episode_index=len(items))
             items.append(_Item(ep, str(fpath), rows))
@@ -112,9 +124,7 @@ class EpisodeSource:
 def load_features(item: _Item) -> Episode:
     """The item's episode with its feature rows (zero step + the segment's steps) attached."""
     f = np.load(item.features_path, mmap_mode="r")
-    steps = np.asarray(f[item.rows], np.float32)                # (n, C, h, w)
-    n, c = steps.shape[:2]
-    tokens = np.moveaxis(steps, 1, -1).reshape(n, -1, c)        # (n, h*w, C), row-major (h, w)
+    tokens = feature_tokens(f[item.rows])                        # (n, h*w, C)
     feats = np.concatenate([np.zeros((1,) + tokens.shape[1:], np.float32), tokens])
     return attach_features(item.episode, feats)
 
