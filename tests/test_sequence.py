@@ -107,12 +107,13 @@ def test_motion_context_window_and_dof_mask(rng):
     poses, spans = squat_session(rng, [rng.uniform(0.4, 0.55), 1.0])
     t = (spans[1][1] + 3) / FPS
     text = motion_contexts(poses, np.ones(46, bool), SQUAT, [t])[0]
-    assert "rep 1." in text and "insufficient" not in text  # the shallow rep is out of the window
-    # frames before the window never matter either
+    # the shallow rep is counted (the count reads the whole history) but out of the window
+    assert "rep 2." in text and "insufficient" not in text
+    # frames before the window change the count only: without the shallow rep, rep 1
     first = int(math.floor(t * FPS + 1e-9)) - window_frames(3.0, FPS) + 1
     changed = poses.copy()
     changed[:first] = changed[first]
-    assert motion_contexts(changed, np.ones(46, bool), SQUAT, [t])[0] == text
+    assert motion_contexts(changed, np.ones(46, bool), SQUAT, [t])[0] == text.replace("rep 2.", "rep 1.")
     # only the arm DoFs selected: no leg angle may appear, the driving knee is still shown
     arms = skel.dof_mask(["humerus_r", "humerus_l"])
     text = motion_contexts(poses, np.ones(46, bool), SQUAT, [t], dof_mask=arms)[0]
@@ -150,6 +151,9 @@ def test_clean_reps_never_report_window_fragments(rng):
     early = times <= (a0 + 0.75 * (e0 - a0)) / FPS
     assert early.any() and all("no completed rep" in x for x, e in zip(texts, early) if e)
     assert any("rep 1." in x for x in texts)
+    # the count reads the whole history (4 reps, a window holds at most 2): it never drops
+    counts = [int(m.group(1)) if (m := re.search(r"rep (\d+)\.", x)) else 0 for x in texts]
+    assert counts == sorted(counts) and counts[-1] == 4, counts
 
 
 # ---- sequence layout -------------------------------------------------------------------------

@@ -1,13 +1,16 @@
 """C_motion over causal windows: the motion-quality text at given times of a recording.
 
 `motion_contexts(poses, present, exercise, query_times_s)` returns, for every query time t, the
-C_motion text computed ONLY from the poses in the causal window [t - window_s, t]: frame i is at
-time i / fps, and the window holds the frames i with t - window_s <= i / fps <= t (a frame is
-never used before its time). All windows run through the biomech kernel as ONE padded batch
-(rows = queries, padded up to a power of two; time = the static window length), so a whole
-episode's contexts cost one kernel call and a handful of compiles in total.
+C_motion text computed from the poses up to t only: frame i is at time i / fps and is never used
+before its time. The rep count comes from the whole history [0, t]; everything else ONLY from
+the causal window [t - window_s, t] (the frames i with t - window_s <= i / fps <= t). All
+windows run through the biomech kernel as ONE padded batch (rows = queries, padded up to a power
+of two; time = the static window length), and all histories as another (time padded up to a
+power of two), so a whole episode's contexts cost two kernel calls and a handful of compiles.
 
-What a window reports (rendered by `context.render_motion`, so the wording lives in one place):
+What a query reports (rendered by `context.render_motion`, so the wording lives in one place):
+  * the rep count: the whole repetitions completed so far in the history (the rule below, with
+    the history's own cycles; at least the window's);
   * reps: the cycles the kernel finds in the window that are whole repetitions seen inside it:
     valid; with a driving-DoF range of motion of at least MIN_REP_FRACTION of the exercise's
     reference range (in a short window the kernel's relative thresholds would otherwise take
@@ -18,7 +21,7 @@ What a window reports (rendered by `context.render_motion`, so the wording lives
     tau is never reported: tau must exceed the rep duration (the paper's 3 s does for most);
   * the latest such rep's key values: driving DoF, the DoFs with an interval (as `analyze`) and
     the other analysed DoFs that moved at least MOVING_ROM_DEG in it;
-  * the violations of those reps, numbered 1.. within the window.
+  * the violations of those reps, numbered as in the count (the latest one is rep `count`).
 DoFs analysed: `dof_mask` (e.g. the DoFs of the selected / labelled joints) restricted to the
 DoFs the recording has; None = the exercise's own selection (`analysis.build_spec`).
 """
@@ -39,6 +42,8 @@ MIN_REP_FRACTION = 0.25
 MOVING_ROM_DEG = 10.0   # a DoF with at least this range in the latest rep is part of its pose state
 EDGE_S = 0.25  # an incomplete cycle this close to an edge of the window is a fragment of a rep
 _MIN_ROWS = 8
+_MIN_HISTORY = 256    # history lengths are padded to a power of two >= this (few compiles)
+_HISTORY_CYCLES = 64  # cycle slots of a history (a segment with more reps counts 64)
 
 
 def window_frames(window_s: float, fps: float) -> int:
@@ -61,12 +66,15 @@ def _spec(exercise: Exercise, present: np.ndarray, dof_mask):
                                ref_mask=np.asarray(spec.ref_mask) & sel)
 
 
-def _windows(poses: np.ndarray, query_times_s, fps: float, W: int):
+def _windows(poses: np.ndarray, query_times_s, fps: float, W: int | None):
     """(rows, W, 46) windows ending at each query (padded with the last frame), lengths,
-    and whether each window was cut by tau (it does not reach back to frame 0)."""
+    and whether each window was cut by tau (it does not reach back to frame 0). W=None: the
+    whole history up to each query, W = a power of two >= every history."""
     T = len(poses)
     q = np.asarray(query_times_s, np.float64)
     ends = np.minimum(np.floor(q * fps + 1e-9).astype(np.int64), T - 1)
+    if W is None:
+        W = max(_MIN_HISTORY, 1 << int(ends.max()).bit_length())
     starts = np.maximum(ends - W + 1, 0)
     rows = max(_MIN_ROWS, 1 << max(0, len(q) - 1).bit_length())
     out = np.zeros((rows, W, skel.NUM_DOFS), np.float32)
@@ -85,20 +93,29 @@ def _reference_rom(exercise: Exercise, drive: int) -> float:
     return float(ref.max() - ref.min())
 
 
-def _window_text(exercise, spec, result, row: int, length: int, cut: bool, fps: float) -> str:
+def _whole_reps(exercise, spec, result, row: int, length: int, cut: bool, fps: float) -> list[int]:
+    """Cycle slots of `row` that are whole repetitions seen inside it (module doc)."""
     c = result.cycles
     drive = int(np.argmax(np.abs(np.asarray(spec.drive_weights))))
     rom_min = MIN_REP_FRACTION * _reference_rom(exercise, drive)
     valid, start, end, complete = (np.asarray(a[row]) for a in (c.valid, c.start, c.end, c.complete))
     rom = np.asarray(result.rom[row])
     margin = int(round(EDGE_S * fps))
-    reps = [i for i in np.flatnonzero(valid)
+    return [int(i) for i in np.flatnonzero(valid)
             if rom[i, drive] >= rom_min
             and (complete[i] or not (cut and start[i] <= margin))  # began before the window
             and (complete[i] or end[i] < length - 1 - margin)]     # still under way at t
+
+
+def _window_text(exercise, spec, result, row: int, length: int, cut: bool, fps: float,
+                 count: int) -> str:
+    reps = _whole_reps(exercise, spec, result, row, length, cut, fps)
     if not reps:
-        return context.render_motion(exercise, 0, {}, [])
-    number = {int(s): n for n, s in enumerate(reps)}
+        return context.render_motion(exercise, count, {}, [])
+    count = max(count, len(reps))
+    rom = np.asarray(result.rom[row])
+    drive = int(np.argmax(np.abs(np.asarray(spec.drive_weights))))
+    number = {s: count - len(reps) + n for n, s in enumerate(reps)}   # the latest is rep `count`
     viol = type(result.violations)(*(np.asarray(a[row]) for a in result.violations))
     violations = [dataclasses.replace(v, cycle=number[v.cycle])
                   for v in violations_to_records(viol, fps)
@@ -111,12 +128,13 @@ def _window_text(exercise, spec, result, row: int, length: int, cut: bool, fps: 
     shown[drive] = True
     key = np.asarray(result.key_values[row])[reps[-1]]
     state = {skel.DOF_NAMES[d]: math.degrees(float(key[d])) for d in np.flatnonzero(shown)}
-    return context.render_motion(exercise, len(reps), state, violations)
+    return context.render_motion(exercise, count, state, violations)
 
 
 def motion_contexts(poses, present, exercise: Exercise, query_times_s: Sequence[float], *,
                     window_s: float = 3.0, fps: float = 16.0, dof_mask=None) -> list[str]:
-    """C_motion text at each query time from the causal window before it (module doc).
+    """C_motion text at each query time from the poses up to it (count: the whole history; the
+    rest: the causal window before it; module doc).
 
     poses: (T, 46) radians, frame i at time i / fps; present: (46,) bool DoFs the recording has;
     query_times_s: seconds on the same clock (>= 0).
@@ -134,13 +152,16 @@ def motion_contexts(poses, present, exercise: Exercise, query_times_s: Sequence[
         return []
     if not np.isfinite(q).all() or (q < 0).any():
         raise ValueError(f"motion_contexts: query times must be finite and >= 0, got {q}")
-    W = window_frames(window_s, fps)
     spec = _spec(exercise, present, dof_mask)
-    batch, lengths, cut = _windows(poses, q, fps, W)
-    result = analyze_batch(batch, lengths, spec, float(fps))
+    hist, hist_len, _ = _windows(poses, q, fps, None)
+    hspec = dataclasses.replace(spec, max_cycles=_HISTORY_CYCLES, max_peaks=2 * _HISTORY_CYCLES)
+    hres = _to_numpy(analyze_batch(hist, hist_len, hspec, float(fps)))
+    counts = [len(_whole_reps(exercise, hspec, hres, r, int(hist_len[r]), False, fps))
+              for r in range(len(q))]
+    batch, lengths, cut = _windows(poses, q, fps, window_frames(window_s, fps))
     # One device -> host transfer of the whole result, then plain numpy per row.
-    result = type(result)(*(_to_numpy(x) for x in result))
-    return [_window_text(exercise, spec, result, r, int(lengths[r]), bool(cut[r]), fps)
+    result = _to_numpy(analyze_batch(batch, lengths, spec, float(fps)))
+    return [_window_text(exercise, spec, result, r, int(lengths[r]), bool(cut[r]), fps, counts[r])
             for r in range(len(q))]
 
 
