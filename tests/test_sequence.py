@@ -105,12 +105,18 @@ def test_motion_context_reports_shallow_rep_and_is_causal(rng):
 
 def test_motion_context_window_and_dof_mask(rng):
     poses, spans = squat_session(rng, [rng.uniform(0.4, 0.55), 1.0])
-    t = (spans[1][1] + 3) / FPS
+    # The window starts 3 frames before the shallow rep ends (its bottom is out of the window,
+    # and what is left of it is near rest) and reaches past the end of the full rep.
+    first = spans[1][0] - 3
+    t = (first + window_frames(3.0, FPS) - 1) / FPS
+    assert t * FPS > spans[1][1] + 0.25 * FPS
     text = motion_contexts(poses, np.ones(46, bool), SQUAT, [t])[0]
     # the shallow rep is counted (the count reads the whole history) but out of the window
     assert "rep 2." in text and "insufficient" not in text
-    # frames before the window change the count only: without the shallow rep, rep 1
-    first = int(math.floor(t * FPS + 1e-9)) - window_frames(3.0, FPS) + 1
+    # frames before the window change the count only: without the shallow rep, rep 1. (Frozen
+    # at a point near the shallow rep's bottom, the history would start in a squat: an
+    # incomplete first rep, rightly counted.)
+    assert int(math.floor(t * FPS + 1e-9)) - window_frames(3.0, FPS) + 1 == first
     changed = poses.copy()
     changed[:first] = changed[first]
     assert motion_contexts(changed, np.ones(46, bool), SQUAT, [t])[0] == text.replace("rep 2.", "rep 1.")
