@@ -8,7 +8,7 @@ the same cycle logic in numpy on the driving DoF. Prints medians over repeats, o
 time, agreement of the two, a bandwidth comparison, and last:
 RESULT biomech ours_s=<median> ref_s=<median> speedup=<ref/ours>
 
-Run: python benchmarks/biomech_vs_scipy.py [--sessions 256] [--repeats 5]
+Run (from the repo root): python -m benchmarks.biomech_vs_scipy [--sessions 256] [--repeats 5]
 """
 from __future__ import annotations
 
@@ -89,6 +89,31 @@ def run_reference(poses, lengths, fps, spec_np):
     return n_peaks, cycles
 
 
+def stage_breakdown(bm, xp, xl, spec, fps, repeats):
+    """Medians (s) of the kernel's stages, each jitted alone on the same data: smoothing of all
+    DoFs, cycles of the driving signal; the per-DoF peak search is what remains of the total."""
+    import jax
+    import jax.numpy as jnp
+
+    smooth = jax.jit(lambda p, l: bm.gaussian_smooth(jnp.swapaxes(p, 1, 2), spec.sigma_s, fps, l[:, None]))
+    drive = jnp.einsum("bdt,d->bt", smooth(xp, xl), spec.drive_weights)
+    cycles = jax.jit(lambda d, l: bm.detect_cycles(
+        d, l, fps, polarity=spec.polarity, prominence_frac=spec.prominence_frac,
+        min_period_s=spec.min_period_s, max_period_s=spec.max_period_s, rest_tol_frac=spec.rest_tol_frac,
+        onset_frac=spec.onset_frac, amp_frac=spec.amp_frac, max_cycles=spec.max_cycles,
+        max_peaks=spec.max_peaks))
+    out = {}
+    for name, f, args in (("smoothing", smooth, (xp, xl)), ("cycles", cycles, (drive, xl))):
+        jax.block_until_ready(f(*args))
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            jax.block_until_ready(f(*args))
+            ts.append(time.perf_counter() - t0)
+        out[name] = float(np.median(ts))
+    return out
+
+
 def memcpy_bandwidth(nbytes):
     a = np.ones(nbytes // 4, np.float32)
     b = np.empty_like(a)
@@ -149,6 +174,10 @@ def main():
           f"{same_cycles}/{args.sessions} sessions")
     print(f"ours median {ours_s * 1e3:.2f} ms over {len(ours_t)} runs; scipy loop median "
           f"{ref_s * 1e3:.1f} ms over {len(ref_t)} runs")
+    st = stage_breakdown(bm, xp, xl, spec, fps, args.repeats)
+    print(f"stages (each jitted alone, medians): smoothing {st['smoothing'] * 1e3:.1f} ms, cycles "
+          f"{st['cycles'] * 1e3:.1f} ms; per-DoF peaks + layout ~ the rest of the total: "
+          f"{(ours_s - st['smoothing'] - st['cycles']) * 1e3:.1f} ms")
     touched = 2 * poses.nbytes      # read the poses once, write the smoothed poses once (lower bound)
     bw = memcpy_bandwidth(max(touched, 64 << 20))
     print(f"bandwidth: ours moves >= {touched / 1e6:.1f} MB -> {touched / ours_s / 1e9:.2f} GB/s vs "

@@ -1,7 +1,7 @@
 """Throughput of the synthetic world: one ~30 s exercise segment (poses, HSMR noise, coaching
 text, 224x160 video rendered and H.264-encoded) on ONE core.
 
-    python benchmarks/synth_throughput.py [--repeats 5] [--size 224x160] [--exercise squat]
+    python -m benchmarks.synth_throughput [--repeats 5] [--size 224x160] [--exercise squat]
 
 Threads are pinned to one core (BLAS/OpenMP env vars before numpy is imported, and the
 process's CPU affinity, which also holds libx264's threads). Prints per-stage medians and, last,

@@ -1,6 +1,6 @@
 """Tokens/s and compile time of the tiny biocoach config's training step on CPU.
 
-    python benchmarks/train_step.py [--steps 10]
+    python -m benchmarks.train_step [--steps 10]
 
 The model is configs/tiny/biocoach.py's (tiny LLaMA of configs/tiny/lm.py built fresh, so no
 earlier stage has to exist), the batch has the config's static shapes (B, L, S, N, C, M) with

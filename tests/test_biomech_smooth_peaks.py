@@ -118,6 +118,76 @@ def test_gaussian_smooth_matches_scipy(rng):
         gaussian_smooth(jnp.zeros(4), 0.0, fps)
 
 
+def test_find_peaks_time_major_equals_find_peaks(rng):
+    """The kernel's time-major entry point (T, N) gives find_peaks' results on the rows, and
+    scipy's on each valid prefix (noise plus plateau signals, odd lengths, garbage padding)."""
+    from biocoach_jax.biomech.peaks import find_peaks_time_major
+    kinds = ["noise", "walk_plateaus", "quantised", "edges"] * 2
+    lengths = np.array([int(rng.integers(3, T_PAD // 2)) * 2 + 1 for _ in kinds])
+    xs = rng.normal(size=(len(kinds), T_PAD)).astype(np.float32) * 5
+    for n, (kind, L) in enumerate(zip(kinds, lengths)):
+        xs[n, :L] = _signal(kind, L, rng)
+    prom = rng.uniform(0.0, 0.5, size=len(kinds)).astype(np.float32)
+    kw = dict(distance=4.5, max_peaks=P)
+    tm = jax.jit(lambda xT, L, p: find_peaks_time_major(xT, L, prominence=p, **kw))(
+        jnp.asarray(xs.T), jnp.asarray(lengths), jnp.asarray(prom))
+    rows = jax.jit(lambda x, L, p: find_peaks(x, L, prominence=p, **kw))(
+        jnp.asarray(xs), jnp.asarray(lengths), jnp.asarray(prom))
+    for a, b in zip(tm, rows):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    for n, L in enumerate(lengths):
+        _check(jax.tree.map(lambda a: a[n], tm), xs[n, :L], dict(distance=4.5, prominence=float(prom[n])))
+
+
+def test_smooth_along_time_axis_matches_scipy(rng):
+    """Smoothing (B, T, D) along axis 1 (the kernel's layout) equals scipy per series."""
+    from biocoach_jax.biomech.smooth import smooth_along
+    fps, T = 16.0, 97
+    lengths = rng.integers(1, T + 1, size=4)
+    x = rng.normal(size=(4, T, 3)).astype(np.float32)
+    got = np.asarray(jax.jit(lambda x, L: smooth_along(x, 0.1, fps, L[:, None], axis=1))(
+        jnp.asarray(x), jnp.asarray(lengths)))
+    for b, L in enumerate(lengths):
+        want = ndi.gaussian_filter1d(x[b, :L], 0.1 * fps, axis=0, mode="nearest", truncate=4.0)
+        np.testing.assert_allclose(got[b, :L], want, rtol=1e-5, atol=1e-5)
+    assert np.isfinite(got).all()                                      # padding frames too
+
+
+def test_extreme_quantiles_equal_sorted_quantiles(rng):
+    """The top_k-based quantiles are bit for bit those of the full sort (both signs), for
+    every valid count, including counts below the selection size and ties."""
+    from biocoach_jax.biomech.ops import extreme_quantiles, sorted_quantiles
+    T = 61
+    x = np.round(rng.normal(size=(40, T)) * 4).astype(np.float32) / 4        # many ties
+    n = np.concatenate([np.arange(1, 21), rng.integers(1, T + 1, size=20)])
+    m = np.arange(T)[None, :] < n[:, None]
+    q = (0.0, 0.05, 0.5, 0.95, 1.0)
+    pos, neg = extreme_quantiles(jnp.asarray(x), jnp.asarray(m), jnp.asarray(n), q, both_signs=True)
+    xs = jnp.sort(jnp.where(jnp.asarray(m), jnp.asarray(x), jnp.inf), axis=-1)
+    np.testing.assert_array_equal(np.asarray(pos), np.asarray(sorted_quantiles(xs, jnp.asarray(n), q)))
+    np.testing.assert_array_equal(np.asarray(neg), np.asarray(sorted_quantiles(xs, jnp.asarray(n), q, True)))
+    for i in range(x.shape[0]):
+        np.testing.assert_allclose(np.asarray(pos[i]), np.quantile(x[i, :n[i]], q), rtol=1e-6, atol=1e-6)
+
+
+def test_find_peaks_and_sides_equal_separate_calls(rng):
+    """One lifting pass for peaks + sides (used by the cycles) equals find_peaks + peak_sides."""
+    from biocoach_jax.biomech.peaks import find_peaks_and_sides, peak_sides
+    x = rng.normal(size=(6, T_PAD)).astype(np.float32)
+    L = jnp.asarray(rng.integers(5, T_PAD, size=6))
+    h = jnp.asarray(rng.uniform(-1, 1, size=6).astype(np.float32))
+    pk, sd, top = jax.jit(lambda x, L, h: find_peaks_and_sides(x, L, height=h, distance=3, max_peaks=P))(
+        jnp.asarray(x), L, h)
+    ref = find_peaks(jnp.asarray(x), L, height=h, distance=3, max_peaks=P)
+    for a, b in zip(pk, ref):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    want = peak_sides(jnp.asarray(x), jnp.maximum(ref.indices, 0), L)
+    ok = np.asarray(ref.valid)
+    for a, b in zip(sd, want):
+        np.testing.assert_array_equal(np.asarray(a)[ok], np.asarray(b)[ok])
+    np.testing.assert_array_equal(np.asarray(top)[ok], np.take_along_axis(x, np.asarray(ref.indices), -1)[ok])
+
+
 def test_peaks_on_real_recordings(data_dir, mot_reader):
     """Raw and smoothed real joint-angle columns: identical peaks/prominences to scipy."""
     f = jax.jit(lambda x, L: find_peaks(x, L, prominence=1e-3, max_peaks=600))

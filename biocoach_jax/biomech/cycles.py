@@ -29,9 +29,10 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from .ops import compact_small, frame_mask, masked_median, sorted_quantiles, take_small
-from .peaks import find_peaks, peak_sides
+from .ops import compact_small, extreme_quantiles, frame_mask, masked_median, materialize_rows
+from .peaks import find_peaks_and_sides
 
 
 class CycleResult(NamedTuple):
@@ -48,10 +49,11 @@ class CycleResult(NamedTuple):
     n_candidates: jax.Array  # () int32 peak candidates above min + threshold (exact iff <= max_peaks)
 
 
-def _polarity_sorted(s, m, xs, n, fps: float):
-    """auto_polarity from the sorted valid samples xs (and their count n) of s."""
-    q = sorted_quantiles(xs, n, (0.05, 0.95))
-    lo, hi = q[..., 0], q[..., 1]
+_QS = (0.0, 0.05, 0.95)   # order statistics the cycle logic reads (min, robust rest / top)
+
+
+def _polarity(s, m, lo, hi, fps: float):
+    """auto_polarity from the q05 / q95 (lo, hi) of the valid samples of s."""
     n0 = min(max(1, int(round(0.25 * fps))), s.shape[-1])
     rest = masked_median(s[..., :n0], m[..., :n0])      # masked-out samples never count
     return jnp.where(hi - rest >= rest - lo, 1, -1).astype(jnp.int32)
@@ -60,8 +62,49 @@ def _polarity_sorted(s, m, xs, n, fps: float):
 def auto_polarity(s, length, fps: float):
     """+1 or -1: the sign that makes excursions away from the starting (rest) level positive."""
     m = frame_mask(length, s.shape[-1])
-    xs = jnp.sort(jnp.where(m, s, jnp.inf), axis=-1)
-    return _polarity_sorted(s, m, xs, jnp.sum(m, axis=-1), fps)
+    q = extreme_quantiles(s, m, jnp.sum(m, axis=-1), (0.05, 0.95))
+    return _polarity(s, m, q[..., 0], q[..., 1], fps)
+
+
+def _take(x, idx):
+    """x[..., idx] for indices idx (..., K), clipped into range (callers mask unused slots)."""
+    return jnp.take_along_axis(x, jnp.clip(idx, 0, x.shape[-1] - 1), axis=-1)
+
+
+def _gap_bounds(y, m, key, has, n, L, onset):
+    """Cycle bounds from the C keyframes (..., C) (first n valid): one per gap g in 0..C, where
+    gap 0 = [0, key[0]], gap g = [key[g-1], key[g]], gap n = [key[n-1], L-1] (module doc, step 4).
+
+    A keyframe is never the lowest point of a gap next to it (a peak has a strictly lower sample
+    on both sides inside each of its gaps), so each frame can be given to a single gap (frames in
+    (key[g-1], key[g]] -> g) and the per-gap minima / first argmins are two segment reductions
+    over the frames (O(T), one scatter each) instead of masked (C+1, T) reductions.
+    """
+    T = y.shape[-1]
+    C = key.shape[-1]
+    t = jnp.arange(T, dtype=jnp.int32)
+    gid = jnp.sum((key[..., None, :] < t[:, None]) & has[..., None, :], axis=-1, dtype=jnp.int32)
+    lead_shape = y.shape[:-1]
+    rows = jnp.arange(int(np.prod(lead_shape)), dtype=jnp.int32).reshape(lead_shape + (1,))
+    seg = jnp.where(m, rows * (C + 2) + gid, rows * (C + 2) + C + 1).reshape(-1)     # C+1: padding
+    nseg = rows.size * (C + 2)
+    gmin = jnp.full((nseg,), jnp.inf, y.dtype).at[seg].min(y.reshape(-1), mode="promise_in_bounds")
+    at_min = y.reshape(-1) == gmin[seg]
+    first = jnp.full((nseg,), T, jnp.int32).at[seg].min(
+        jnp.where(at_min, jnp.broadcast_to(t, y.shape).reshape(-1), T), mode="promise_in_bounds")
+    gmin, valley = gmin.reshape(lead_shape + (C + 2,)), first.reshape(lead_shape + (C + 2,))
+    # Lead (gap 0): the last frame <= key[0] within onset of the gap minimum; trail (gap n): the
+    # first frame >= key[n-1] within onset of its minimum.
+    e = lambda v: jnp.asarray(v)[..., None]
+    last_key = _take(key, e(n) - 1)[..., 0]
+    hi0 = jnp.where(n > 0, key[..., 0], L - 1)
+    lo_n = jnp.where(n > 0, last_key, 0)
+    near0 = m & (t <= e(hi0)) & (y <= e(gmin[..., 0] + onset))
+    near_n = m & (t >= e(lo_n)) & (y <= e(_take(gmin, e(n))[..., 0] + onset))
+    lead = jnp.max(jnp.where(near0, t, -1), axis=-1)
+    trail = jnp.min(jnp.where(near_n, t, T), axis=-1)
+    gi = jnp.arange(C + 1, dtype=jnp.int32)
+    return jnp.where(gi == 0, e(lead), jnp.where(gi == e(n), e(trail), valley[..., :C + 1]))
 
 
 def detect_cycles(s, length, fps: float, *, polarity=0, prominence_frac=0.3, min_period_s=0.5,
@@ -79,46 +122,31 @@ def detect_cycles(s, length, fps: float, *, polarity=0, prominence_frac=0.3, min
     m = t < L[..., None]
     e = lambda v: jnp.asarray(v)[..., None]             # a per-series value against (..., K)
     pol = jnp.asarray(polarity, jnp.int32)
-    # One sort serves the polarity and the quantiles of y = +-s.
-    xs = jnp.sort(jnp.where(m, s, jnp.inf), axis=-1)
     n_ok = jnp.sum(m, axis=-1)
-    pol = jnp.where(pol == 0, _polarity_sorted(s, m, xs, n_ok, fps), jnp.sign(pol)).astype(jnp.int32)
+    # One selection of the extreme order statistics serves the polarity and the quantiles of y = +-s.
+    q_pos, q_neg = extreme_quantiles(s, m, n_ok, _QS, both_signs=True)
+    auto = _polarity(s, m, q_pos[..., 1], q_pos[..., 2], fps)
+    pol = materialize_rows(jnp.where(pol == 0, auto, jnp.sign(pol)).astype(jnp.int32), s)
+    q = jnp.where(e(pol < 0), q_neg, q_pos)
     y = s * e(pol).astype(s.dtype)
-    q = sorted_quantiles(xs, n_ok, (0.0, 0.05, 0.95), pol < 0)
     rest, rom = q[..., 1], q[..., 2] - q[..., 1]
     thr = jnp.maximum(prominence_frac * rom, 1e-6)
     # A keyframe rises >= thr above some valid sample, so peaks lower than min(y) + thr can be
     # dropped before the slots are filled: exact (the distance rule ranks by height, so lower
     # peaks never decide a higher one's fate) and it keeps noise at rest from using up slots.
-    pk = find_peaks(y, L, height=q[..., 0] + thr, distance=max(1.0, min_period_s * fps),
-                    max_peaks=max_peaks)
-    sd = peak_sides(y, jnp.maximum(pk.indices, 0), L)
-    top = take_small(y, jnp.maximum(pk.indices, 0))
+    pk, sd, top = find_peaks_and_sides(y, L, height=q[..., 0] + thr, distance=max(1.0, min_period_s * fps),
+                                       max_peaks=max_peaks)
     drop = jnp.where(sd.right_open, top - sd.left_min,
                      jnp.where(sd.left_open, top - sd.right_min, pk.prominences))
     key, has, n_key = compact_small(pk.valid & (drop >= e(thr)), pk.indices, max_peaks, -1)
     C = max_cycles
     key, has = key[..., :C], has[..., :C]
-    n = e(jnp.minimum(n_key, C))
-    # Segment i of the C+1 gaps: [key[i-1], key[i]] with the signal edges at both ends.
-    zero = jnp.zeros(key.shape[:-1] + (1,), jnp.int32)
-    prev = jnp.concatenate([zero, key], axis=-1)
-    nxt = jnp.concatenate([key, zero], axis=-1)
-    gi = jnp.arange(C + 1)
-    seg_lo = jnp.where(gi == 0, 0, prev)
-    seg_hi = jnp.where(gi == n, e(L) - 1, nxt)
-    in_seg = (t >= seg_lo[..., None]) & (t <= seg_hi[..., None]) & m[..., None, :]     # (..., C+1, T)
-    ys = jnp.where(in_seg, y[..., None, :], jnp.inf)
-    seg_min = ys.min(axis=-1)
-    near_min = in_seg & (y[..., None, :] <= (seg_min + e(onset_frac * rom))[..., None])
-    valley = jnp.argmin(ys, axis=-1).astype(jnp.int32)
-    lead = jnp.max(jnp.where(near_min, t, -1), axis=-1).astype(jnp.int32)
-    trail = jnp.min(jnp.where(near_min, t, T), axis=-1).astype(jnp.int32)
-    bound = jnp.where(gi == 0, lead, jnp.where(gi == n, trail, valley))
+    n = jnp.minimum(n_key, C)
+    bound = _gap_bounds(y, m, key, has, n, L, onset_frac * rom)
     start, end = bound[..., :-1], bound[..., 1:]
     dur = (end - start).astype(jnp.float32) / fps
     valid = has & (dur <= e(max_period_s))
-    ys_, ye_, yk = (take_small(y, jnp.maximum(i, 0)) for i in (start, end, key))
+    ys_, ye_, yk = (_take(y, i) for i in (start, end, key))
     tol = e(rest_tol_frac * rom)
     at_rest = (ys_ - e(rest) <= tol) & (ye_ - e(rest) <= tol)
     amp = yk - jnp.maximum(ys_, ye_)

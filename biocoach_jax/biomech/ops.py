@@ -5,7 +5,20 @@ a padded array plus a mask, never a dynamically sized array.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
+
+
+def materialize_rows(v, like):
+    """v (...,) unchanged, but computed once into a buffer: a fusion boundary for XLA CPU.
+
+    XLA CPU drops `lax.optimization_barrier` and fuses a small but costly per-series value (the
+    polarity: quantiles, a median, comparisons) into every element of its (..., T) consumers,
+    recomputing it per sample. A reduction over the time axis is only ever a fusion root, and
+    this one (the value at t == 0, the lowest entry elsewhere) cannot be simplified away.
+    """
+    t0 = jnp.arange(like.shape[-1]) == 0
+    return jnp.max(jnp.where(t0, v[..., None], _lowest(v.dtype)), axis=-1)
 
 
 def compact(mask, values, size: int, fill):
@@ -63,21 +76,54 @@ def take_small(x, idx):
     return jnp.max(jnp.where(t == idx[..., None], x[..., None, :], _lowest(x.dtype)), axis=-1)
 
 
+def _interp_quantiles(take, n, q, flip, dtype):
+    """numpy's linear-interpolation quantiles from `take(ranks)` = the ranks-th smallest valid
+    samples (ranks (..., K), ascending, 0-based) and the valid count n; flip=True (may be traced)
+    gives the quantiles of -x from the same order statistics (negation is exact)."""
+    nn = jnp.maximum(n, 1)
+    qs = jnp.atleast_1d(jnp.asarray(q, dtype=dtype))
+    pos = qs * (nn - 1)[..., None].astype(dtype)
+    lo = jnp.floor(pos).astype(jnp.int32)
+    hi = jnp.minimum(lo + 1, nn[..., None] - 1)
+    frac = pos - lo.astype(dtype)
+    flip = jnp.asarray(flip)[..., None]
+    # k-th smallest of -x is -(n-1-k)-th smallest of x.
+    vlo = jnp.where(flip, -take(nn[..., None] - 1 - lo), take(lo))
+    vhi = jnp.where(flip, -take(nn[..., None] - 1 - hi), take(hi))
+    out = vlo + frac * (vhi - vlo)
+    return out[..., 0] if jnp.ndim(q) == 0 else out
+
+
 def sorted_quantiles(xs, n, q, flip=False):
     """`masked_quantile` from xs = sort(where(mask, x, inf)) and n = mask count, bit for bit;
     flip=True (may be traced) gives the quantiles of -x from the same sort (one sort for both)."""
-    nn = jnp.maximum(n, 1)
-    qs = jnp.atleast_1d(jnp.asarray(q, dtype=xs.dtype))
-    pos = qs * (nn - 1)[..., None].astype(xs.dtype)
-    lo = jnp.floor(pos).astype(jnp.int32)
-    hi = jnp.minimum(lo + 1, nn[..., None] - 1)
-    frac = pos - lo.astype(xs.dtype)
-    flip = jnp.asarray(flip)[..., None]
-    # k-th smallest of -x is -(n-1-k)-th smallest of x (negation is exact).
-    vlo = jnp.where(flip, -take_small(xs, nn[..., None] - 1 - lo), take_small(xs, lo))
-    vhi = jnp.where(flip, -take_small(xs, nn[..., None] - 1 - hi), take_small(xs, hi))
-    out = vlo + frac * (vhi - vlo)
-    return out[..., 0] if jnp.ndim(q) == 0 else out
+    return _interp_quantiles(lambda r: take_small(xs, r), n, q, flip, xs.dtype)
+
+
+def extreme_quantiles(x, mask, n, q, both_signs: bool = False):
+    """`sorted_quantiles` (same numbers, bit for bit) for quantiles near the ends, without a sort;
+    both_signs=True returns (quantiles of x, quantiles of -x) from the same selections.
+
+    Every rank that the interpolation reads lies within k = max over q of
+    floor(min(q, 1-q) * (T-1)) + 3 of one end of the valid samples (T = x.shape[-1]; +3 covers
+    the floor, the +1 neighbour and float rounding of q * (n-1)), so the k smallest and k largest
+    valid samples (two `top_k` selections, far cheaper than a full sort on CPU) hold them all.
+    """
+    T = x.shape[-1]
+    qs = [float(v) for v in ((q,) if jnp.ndim(q) == 0 else q)]
+    k = min(T, max(int(min(v, 1.0 - v) * (T - 1)) + 3 for v in qs))
+    bot = -jax.lax.top_k(jnp.where(mask, -x, -jnp.inf), k)[0]     # ascending: rank r at r
+    top = jax.lax.top_k(jnp.where(mask, x, -jnp.inf), k)[0]       # descending: rank r at n-1-r
+    nn = jnp.maximum(n, 1)[..., None]
+
+    def take(r):
+        from_bot = jnp.take_along_axis(bot, jnp.clip(r, 0, k - 1), axis=-1)
+        from_top = jnp.take_along_axis(top, jnp.clip(nn - 1 - r, 0, k - 1), axis=-1)
+        return jnp.where(r < k, from_bot, from_top)
+
+    if both_signs:
+        return _interp_quantiles(take, n, q, False, x.dtype), _interp_quantiles(take, n, q, True, x.dtype)
+    return _interp_quantiles(take, n, q, False, x.dtype)
 
 
 def masked_quantile(x, mask, q):

@@ -248,8 +248,9 @@ def peak_prominences(x, peaks, length):
     return top - jnp.maximum(s.left_min, s.right_min), s.left_base, s.right_base
 
 
-def _find_peaks_rows(x, L, height, distance, prominence, P):
-    """find_peaks on rows x (N, T) with lengths L (N,); conditions (N,) arrays or None."""
+def _find_peaks_rows(x, L, height, distance, prominence, P, with_sides=False):
+    """find_peaks on rows x (N, T) with lengths L (N,); conditions (N,) arrays or None.
+    with_sides=True also returns the peaks' PeakSides and heights (packed like the peaks)."""
     N, T = x.shape
     hlo, hhi = height
     is_max = jax.vmap(_local_maxima)(x, L)
@@ -271,48 +272,61 @@ def _find_peaks_rows(x, L, height, distance, prominence, P):
         if P2 < P:
             (pos,), valid, _ = _compact_rows(valid, (pos,), P2, (-1,))
     pc = jnp.maximum(pos, 0)
-    lmin, lb, _, rmin_, rb, _ = _sides(x, pc, L)
-    prom = xf[row * T + pc] - jnp.maximum(lmin, rmin_)
+    lmin, lb, lopen, rmin_, rb, ropen = _sides(x, pc, L)
+    top = xf[row * T + pc]
+    prom = top - jnp.maximum(lmin, rmin_)
     plo, phi = prominence
     if plo is not None:
         valid &= prom >= plo[:, None]
     if phi is not None:
         valid &= prom <= phi[:, None]
-    (pos, prom, lb, rb), ok, count = _compact_rows(
-        valid, (pos, prom, lb.astype(jnp.int32), rb.astype(jnp.int32)), P, (-1, 0.0, -1, -1))
-    return PeakResult(pos, ok, prom, lb, rb, count, n_cand)
+    fields = (pos, prom, lb.astype(jnp.int32), rb.astype(jnp.int32))
+    fills = (-1, 0.0, -1, -1)
+    if with_sides:
+        fields += (lmin, lopen, rmin_, ropen, top)
+        fills += (0.0, False, 0.0, False, 0.0)
+    out, ok, count = _compact_rows(valid, fields, P, fills)
+    res = PeakResult(out[0], ok, out[1], out[2], out[3], count, n_cand)
+    if not with_sides:
+        return res
+    lmin, lopen, rmin_, ropen, top = out[4:]
+    return res, PeakSides(lmin, res.left_bases, lopen, rmin_, res.right_bases, ropen), top
 
 
-def _structure(x, L, S):
-    """Boundaries of the V-shaped pieces of each row x (N, T) of valid length L (N,).
+def _structure(xT, L, S):
+    """Boundaries of the V-shaped pieces of each series of time-major xT (T, N), valid lengths L (N,).
 
     Between two consecutive local maxima (and between the series edges 0 / L-1 and the nearest
     local maximum) the signal only falls then rises, so its maximum over the piece sits at an
     end and its minimum is the piece's valley. Boundaries = frame 0, every local maximum, frame
     L-1, packed into S slots in order. Per slot s: frame, value, and the valley of the piece
     ending at s (value, leftmost and rightmost frame of the minimum). One forward scan over time
-    on (T, N) rows (one vector op per frame) and one 1-D scatter into slots. The scan also finds
+    on (T, N) rows (one vector op per frame, few outputs: XLA CPU pays per op and step), one 1-D
+    scatter into slots and small gathers. The scan also finds
     the local maxima: it carries the current run of equal samples (start, "rose into it") and
     reports a run [l, t-1] as a peak at step t when x[t] falls below it (t <= L-1), so every
     boundary is reported one step late (frame L-1 at step L) and each step reports at most one.
     """
-    N, T = x.shape
-    # Materialise the time-major copy (else the scan reads one strided column per step); one
-    # extra step reports the end boundary of full-length rows.
-    xT = jax.lax.optimization_barrier(jnp.concatenate([x.T, x.T[-1:]], axis=0))
-    ts = jnp.arange(T + 1, dtype=jnp.int32)
+    T, N = xT.shape
+    # Time-major (the scan reads one contiguous row per step); one extra step reports the end
+    # boundary of full-length rows. Frame 0 (always boundary 0) is peeled off the scan.
+    xT = jnp.concatenate([xT, xT[-1:]], axis=0)
+    ts = jnp.arange(1, T + 1, dtype=jnp.int32)
 
     def step(carry, inp):
         m, il, ir, cnt, xp, l, rose = carry
         xt, t = inp
         ends = xt != xp
-        ev_max = ends & rose & (l >= 1) & (xt < xp) & (t < L)
+        # `rose` is False for the run starting at frame 0, which is never a peak (l >= 1).
+        ev_max = rose & (xt < xp) & (t < L)
         ev_end = t == L
-        ev = ev_max | ev_end | (t == 0)
-        frame = jnp.where(ev_end, L - 1, jnp.where(ev_max, (l + t - 1) >> 1, 0))
-        out = (ev, frame, xp, m, il, ir, cnt)
+        ev = ev_max | ev_end
+        frame = jnp.where(ev_end, L - 1, (l + t - 1) >> 1)      # read only where ev
+        # Only what cannot be re-read from x: the slot target, the frame, the valley's run.
+        dst = jnp.where(ev & (cnt < S), cnt * N + lane, S * N)
+        out = (dst, frame, il, ir)
         # Reset at a boundary (the piece after it starts at the boundary's value), then fold x[t].
-        m = jnp.where(ev, jnp.where(t == 0, jnp.inf, xp), m)
+        m = jnp.where(ev, xp, m)
         lt = xt < m
         m = jnp.where(lt, xt, m)
         il = jnp.where(lt, t, il)
@@ -322,26 +336,35 @@ def _structure(x, L, S):
         return (m, il, ir, cnt + ev.astype(jnp.int32), xt, l, rose), out
 
     zi = jnp.zeros((N,), jnp.int32)
-    init = (jnp.full((N,), jnp.inf, x.dtype), zi, zi, zi, xT[0], zi, jnp.zeros((N,), bool))
-    (_, _, _, n_b, _, _, _), (ev, fr, bv, vm, vl, vr, cs) = jax.lax.scan(step, init, (xT, ts))
-    bv = jnp.where(ts[:, None] == 0, xT[:1], bv)        # frame 0 reports its own value
-    # One 1-D scatter per field straight from the (T+1, N) layout into slot-major (S, N) arrays.
-    dst = jnp.where(ev & (cs < S), cs * N + jnp.arange(N, dtype=jnp.int32)[None, :], S * N).reshape(-1)
-    outs = tuple(
-        jnp.full(((S + 1) * N,), f, dtype=v.dtype).at[dst].set(v.reshape(-1), mode="promise_in_bounds")
-        [:S * N].reshape(S, N)
-        for v, f in zip((fr, bv, vm, vl, vr), (0, -jnp.inf, jnp.inf, 0, 0)))
+    lane = jnp.arange(N, dtype=jnp.int32)
+    # State after frame 0: boundary 0 reported, the piece after it holds x[0] (its minimum).
+    init = (xT[0], zi, zi, zi + 1, xT[0], zi, jnp.zeros((N,), bool))
+    (_, _, _, n_b, _, _, _), (dst, fr, vl, vr) = jax.lax.scan(step, init, (xT[1:], ts))
+    # One 1-D scatter (of the reporting step) into slot-major (S, N) positions; the fields are
+    # then small gathers from the (T, N) outputs and from x: boundary value = x[frame] (a
+    # plateau's middle has its value), valley value = x[leftmost frame of the minimum].
+    step_of = (jnp.ones(((S + 1) * N,), jnp.int32).at[dst.reshape(-1)]
+               .set(jnp.broadcast_to(ts[:, None], dst.shape).reshape(-1), mode="promise_in_bounds")
+               [:S * N].reshape(S, N))
+    at = (step_of - 1) * N + lane
+    bpos, vleft, vright = (a.reshape(-1)[at] for a in (fr, vl, vr))
+    xf = xT.reshape(-1)
+    slot = jnp.arange(S, dtype=jnp.int32)[:, None]
+    used = (slot < n_b) & (slot > 0)
+    # Slot 0 is frame 0 (it ends no piece); unused slots get fills that never win the walks.
+    outs = (jnp.where(used, bpos, 0), jnp.where(used | (slot == 0), xf[jnp.where(used, bpos, 0) * N + lane], -jnp.inf),
+            jnp.where(used, xf[vleft * N + lane], jnp.inf), jnp.where(used, vleft, 0), jnp.where(used, vright, 0))
     return outs + (n_b,)
 
 
-def _find_peaks_rows_v(x, L, distance, prominence, P):
-    """find_peaks without a height condition on rows x (N, T) via the V-piece structure: the
+def _find_peaks_rows_v(xT, L, distance, prominence, P):
+    """find_peaks without a height condition on time-major xT (T, N) via the V-piece structure: the
     nearest higher sample and the side minima of every peak follow from a walk over the (few)
     boundary slots with slot-major (P2, N) state (series minor: vectorised) instead of lookups
     into (N, T)."""
-    N, T = x.shape
+    T, N = xT.shape
     S = P + 2
-    bpos, bval, vmin, vleft, vright, n_b = _structure(x, L, S)      # (S, N) each
+    bpos, bval, vmin, vleft, vright, n_b = _structure(xT, L, S)     # (S, N) each
     n_cand = jnp.maximum(n_b - 2, 0)
     # Slot-major (P, N) throughout (series minor: slot shifts are whole rows).
     pos = jnp.where(jnp.arange(P, dtype=jnp.int32)[:, None] < n_cand[None, :], bpos[1:P + 1], -1)
@@ -362,12 +385,13 @@ def _find_peaks_rows_v(x, L, distance, prominence, P):
     # (ties to the earlier valley). No stop flags to carry: a restart discards what lies beyond.
     # Peak rows are swept in blocks, each only over the slots its peaks can reach (left: up to
     # its last peak; right: down to its first); a block with no valid peak is skipped.
+    # (Binary lifting over the slots, O(log S) gathers per peak, measured slower on CPU.)
     P2 = i.shape[0]
     hi_slot = jnp.max(n_b)                  # slots at or past this are unused (fills never win)
     outs = []
     for r0 in range(0, P2, _WALK_BLOCK):
         ib, vb, ok = i[r0:r0 + _WALK_BLOCK], v[r0:r0 + _WALK_BLOCK], valid[r0:r0 + _WALK_BLOCK]
-        inf = jnp.full(ib.shape, jnp.inf, x.dtype)
+        inf = jnp.full(ib.shape, jnp.inf, xT.dtype)
         zero = jnp.zeros(ib.shape, jnp.int32)
 
         def left(s, st, ib=ib, vb=vb):
@@ -415,10 +439,25 @@ def find_peaks(x, length=None, *, height=None, distance=None, prominence=None, m
     Returns a PeakResult whose fields have shape x.shape[:-1] + (max_peaks,) (or () for counts).
     All series are processed as one flat (N, T) batch (no vmap): lookups are 1-D gathers.
     """
+    x, L, lead, c = _flat_args(x, length, height, distance, prominence, max_peaks)
+    T = x.shape[-1]
+    if c[0] is None and c[1] is None:
+        r = _find_peaks_rows_v(x.reshape(-1, T).T, L, distance, (c[2], c[3]), max_peaks)
+    else:
+        r = _find_peaks_rows(x.reshape(-1, T), L, (c[0], c[1]), distance, (c[2], c[3]), max_peaks)
+    return _unflat(r, lead)
+
+
+def _check_args(distance, max_peaks):
     if distance is not None and not distance >= 1:
         raise ValueError(f"find_peaks: distance must be >= 1 sample, got {distance!r}")
     if max_peaks < 1:
         raise ValueError(f"find_peaks: max_peaks must be >= 1, got {max_peaks}")
+
+
+def _flat_args(x, length, height, distance, prominence, max_peaks):
+    """Validate find_peaks' arguments; flatten x to rows and the conditions to (N,) arrays."""
+    _check_args(distance, max_peaks)
     x = jnp.asarray(x, jnp.float32)
     lead, T = x.shape[:-1], x.shape[-1]
     L = jnp.broadcast_to(jnp.asarray(T if length is None else length, jnp.int32), lead).reshape(-1)
@@ -426,8 +465,28 @@ def find_peaks(x, length=None, *, height=None, distance=None, prominence=None, m
     plo, phi = _interval(prominence, "prominence")
     c = [jnp.broadcast_to(jnp.asarray(v, jnp.float32), lead).reshape(-1) if v is not None else None
          for v in (hlo, hhi, plo, phi)]
-    if hlo is None and hhi is None:
-        r = _find_peaks_rows_v(x.reshape(-1, T), L, distance, (c[2], c[3]), max_peaks)
-    else:
-        r = _find_peaks_rows(x.reshape(-1, T), L, (c[0], c[1]), distance, (c[2], c[3]), max_peaks)
-    return PeakResult(*(f.reshape(lead + f.shape[1:]) for f in r))
+    return x.reshape(-1, T), L, lead, c
+
+
+def _unflat(r, lead):
+    return type(r)(*(f.reshape(lead + f.shape[1:]) for f in r))
+
+
+def find_peaks_and_sides(x, length=None, *, height, distance=None, max_peaks: int = 64):
+    """`find_peaks` with a height condition, plus each returned peak's `peak_sides` and height
+    (..., P), from the same binary-lifting pass (no second set of lifting tables)."""
+    x, L, lead, c = _flat_args(x, length, height, distance, None, max_peaks)
+    res, sides, top = _find_peaks_rows(x, L, (c[0], c[1]), distance, (None, None), max_peaks, with_sides=True)
+    return _unflat(res, lead), _unflat(sides, lead), top.reshape(lead + top.shape[1:])
+
+
+def find_peaks_time_major(xT, length, *, distance=None, prominence=None, max_peaks: int = 64):
+    """`find_peaks` (no height condition) of the N series of time-major xT (T, N), lengths (N,),
+    prominence None / minimum / (min, max) broadcastable to (N,): fields (N, P) / (N,). The
+    kernel's layout: poses (B, T, D) give time-major (T, B*D) series with one transpose."""
+    _check_args(distance, max_peaks)
+    N = xT.shape[1]
+    L = jnp.broadcast_to(jnp.asarray(length, jnp.int32), (N,))
+    c = [None if v is None else jnp.broadcast_to(jnp.asarray(v, jnp.float32), (N,))
+         for v in _interval(prominence, "prominence")]
+    return _find_peaks_rows_v(jnp.asarray(xT, jnp.float32), L, distance, tuple(c), max_peaks)

@@ -17,8 +17,8 @@ from .align import quality_matrix, resample_cycles
 from .constraints import ViolationArrays, check_constraints
 from .cycles import CycleResult, detect_cycles
 from .ops import frame_mask, masked_quantile
-from .peaks import PeakResult, find_peaks
-from .smooth import gaussian_smooth
+from .peaks import PeakResult, find_peaks_time_major
+from .smooth import gaussian_kernel, smooth_along, smooth_padded
 from .spec import KernelSpec
 
 
@@ -63,7 +63,7 @@ def check_batch(poses, lengths, fps, where: str = "analyze_batch"):
 
 
 def _smooth_session(pose, length, spec: KernelSpec, fps):
-    return gaussian_smooth(pose.T, spec.sigma_s, fps, length).T      # (T, D)
+    return smooth_along(pose, spec.sigma_s, fps, length, axis=0)      # (T, D)
 
 
 def _cycles_of(drive, length, spec: KernelSpec, fps):
@@ -117,7 +117,7 @@ class Activity(NamedTuple):
 @functools.partial(jax.jit, static_argnames=("fps", "sigma_s", "min_period_s", "max_period_s"))
 def _activity_jit(poses, lengths, fps, sigma_s, min_period_s, max_period_s):
     B, T, _ = poses.shape
-    x = jnp.swapaxes(gaussian_smooth(jnp.swapaxes(poses, 1, 2), sigma_s, fps, lengths[:, None]), 1, 2)
+    x = smooth_along(poses, sigma_s, fps, lengths[:, None], axis=1)
     m = frame_mask(lengths, T)[:, :, None]                                    # (B, T, 1)
     q = masked_quantile(jnp.swapaxes(x, 1, 2), jnp.swapaxes(jnp.broadcast_to(m, x.shape), 1, 2),
                         (0.05, 0.95))
@@ -151,37 +151,43 @@ class Segmentation(NamedTuple):
     cycles: CycleResult   # (B, C)
 
 
-def _segment_chunk(poses, lengths, spec, fps, dof_max_peaks):
-    """Smoothing + per-DoF peaks of a chunk of sessions; returns (smoothed, peaks, drive)."""
-    T = poses.shape[1]
-    # Whole chunk at once (no per-session vmap): smoothing and per-DoF peaks run on (b, D, T)
-    # rows, so the peak finder's scans / scatters see one flat batch of b*D series.
-    xt = gaussian_smooth(jnp.swapaxes(poses, 1, 2), spec.sigma_s, fps, lengths[:, None])   # (b, D, T)
-    m = frame_mask(lengths, T)[:, None, :]
-    # Per-DoF threshold from the plain range (max - min): a sort per DoF costs more than
-    # the whole peak search on CPU; the robust (quantile) ROM is kept for the driving signal.
-    rng = jnp.max(jnp.where(m, xt, -jnp.inf), axis=-1) - jnp.min(jnp.where(m, xt, jnp.inf), axis=-1)
-    pk = find_peaks(xt, lengths[:, None], distance=max(1.0, spec.min_period_s * fps),
-                    prominence=jnp.maximum(spec.prominence_frac * rng, 1e-6), max_peaks=dof_max_peaks)
-    drive = jnp.einsum("bdt,d->bt", xt, spec.drive_weights)
-    return jnp.swapaxes(xt, 1, 2), pk, drive
-
-
-_CHUNK = 8   # sessions per step: keeps each step's working set (368 series) in cache
+_CHUNK = 16  # sessions per peak-search step: the scan's working set (736 series) stays in cache
 
 
 @functools.partial(jax.jit, static_argnames=("fps", "dof_max_peaks"))
 def _segment_jit(poses, lengths, spec, fps, dof_max_peaks):
     B, T, D = poses.shape
-    if B <= _CHUNK:
-        x, pk, drive = _segment_chunk(poses, lengths, spec, fps, dof_max_peaks)
-    else:
-        nc = -(-B // _CHUNK)
-        pad = nc * _CHUNK - B
-        pp = jnp.pad(poses, ((0, pad), (0, 0), (0, 0))).reshape(nc, _CHUNK, T, D)
-        ll = jnp.pad(lengths, (0, pad), constant_values=T).reshape(nc, _CHUNK)
-        out = jax.lax.map(lambda a: _segment_chunk(a[0], a[1], spec, fps, dof_max_peaks), (pp, ll))
-        x, pk, drive = jax.tree_util.tree_map(lambda a: a.reshape((nc * _CHUNK,) + a.shape[2:])[:B], out)
+    w = gaussian_kernel(float(spec.sigma_s) * float(fps))
+    r = (w.shape[0] - 1) // 2
+    b = min(B, _CHUNK)
+    nc = -(-B // b)
+    pad = nc * b - B
+    pp = jnp.pad(poses.astype(jnp.float32), ((0, pad), (0, 0), (0, 0)))
+    ll = jnp.pad(lengths, (0, pad), constant_values=T)
+    # Chunks of time-major, edge-padded poses (nc, T + 2r, b, D): one gather for the batch.
+    tp = jnp.clip(jnp.arange(-r, T + r)[None, :, None], 0, ll.reshape(nc, 1, b) - 1)
+    padded = pp.reshape(-1, D)[(jnp.arange(nc * b).reshape(nc, 1, b)) * T + tp]
+    # Every array below is a loop output or input, i.e. in memory once: XLA CPU fuses an
+    # unmaterialised producer (the 2r+1 smoothing taps, a gather) into each of its consumers and
+    # recomputes it there (it drops optimization barriers).
+    xT = jax.lax.map(lambda a: smooth_padded(a, w, axis=0), padded)          # (nc, T, b, D)
+    # Per-DoF threshold from the plain range (max - min): a sort per DoF costs more than
+    # the whole peak search on CPU; the robust (quantile) ROM is kept for the driving signal.
+    # Padding frames read as frame 0 (valid, so max / min are unchanged): masking with -inf /
+    # +inf makes XLA CPU fuse both reductions into one slow loop.
+    t = jax.lax.broadcasted_iota(jnp.int32, xT.shape, 1)
+    xv = jnp.where(t < ll.reshape(nc, 1, b, 1), xT, xT[:, :1])
+    rng = jnp.max(xv, axis=1) - jnp.min(xv, axis=1)
+    thr = jnp.maximum(spec.prominence_frac * rng, 1e-6).reshape(nc, b * D)
+    L = jnp.broadcast_to(ll[:, None], (nc * b, D)).reshape(nc, b * D)
+    # Per-DoF peaks on time-major (T, b*D) chunks: the peak finder's scan reads a row per frame.
+    pk = jax.lax.map(lambda a: find_peaks_time_major(
+        a[0].reshape(T, b * D), a[1], distance=max(1.0, spec.min_period_s * fps), prominence=a[2],
+        max_peaks=dof_max_peaks), (xT, L, thr))
+    pk = PeakResult(*(f.reshape((nc * b, D) + f.shape[2:])[:B] for f in pk))
+    x = jnp.transpose(xT, (0, 2, 1, 3)).reshape(nc * b, T, D)[:B]
+    # (A multiply + minor-axis sum: XLA CPU runs the equivalent einsum's dot several times slower.)
+    drive = jnp.swapaxes(jnp.sum(xT * spec.drive_weights, axis=-1), 1, 2).reshape(nc * b, T)[:B]
     # The cycles run once on all B driving signals (a scan's per-step cost does not depend on
     # the batch, so one (B, T) pass beats one small pass per chunk).
     return Segmentation(x, pk, _cycles_of(drive, lengths, spec, fps))
