@@ -10,7 +10,7 @@ import pytest
 
 from biocoach_jax import context, skel
 from biocoach_jax.data import sequence as sq
-from biocoach_jax.data.motion_context import motion_contexts, window_frames
+from biocoach_jax.data.motion_context import EDGE_S, motion_contexts, window_frames
 from biocoach_jax.data.poses import PoseRecording
 from biocoach_jax.data.session import SegmentSample
 from biocoach_jax.exercises import load_exercise
@@ -152,10 +152,19 @@ def test_clean_reps_never_report_window_fragments(rng):
         texts += motion_contexts(poses, np.ones(46, bool), SQUAT, times[a:a + 8])
     for t, text in zip(times, texts):
         assert "No violations." in text, (t, text)
-    # before the first rep is three quarters through, nothing is complete yet
+    # until the first rep is EDGE_S past its keyframe (the bottom) nothing is reported; once the
+    # knees have come half way back up, the rep under way is rep 1 with its bottom values
     a0, e0 = spans[0]
-    early = times <= (a0 + 0.75 * (e0 - a0)) / FPS
+    knee = poses[a0:e0 + 1, skel.dof_index("knee_angle_r")]
+    key = a0 + int(np.argmax(knee))
+    early = times < (key - 2 + 1) / FPS + EDGE_S   # the smoothed bottom may sit 2 frames earlier
     assert early.any() and all("no completed rep" in x for x, e in zip(texts, early) if e)
+    half_up = key + int(np.argmax(knee[key - a0:] <= knee.min() + 0.5 * (knee.max() - knee.min())))
+    t_half = (half_up + 1) / FPS
+    assert t_half < e0 / FPS
+    m = re.search(r"rep 1\. At bottom: .*right knee flexion (\d+)°",
+                  motion_contexts(poses, np.ones(46, bool), SQUAT, [t_half])[0])
+    assert m and abs(int(m.group(1)) - math.degrees(knee.max())) <= 2.5
     assert any("rep 1." in x for x in texts)
     # the count reads the whole history (4 reps, a window holds at most 2): it never drops
     counts = [int(m.group(1)) if (m := re.search(r"rep (\d+)\.", x)) else 0 for x in texts]

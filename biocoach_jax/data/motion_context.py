@@ -9,16 +9,24 @@ of two; time = the static window length), and all histories as another (time pad
 power of two), so a whole episode's contexts cost two kernel calls and a handful of compiles.
 
 What a query reports (rendered by `context.render_motion`, so the wording lives in one place):
-  * the rep count: the whole repetitions completed so far in the history (the rule below, with
-    the history's own cycles; at least the window's);
+  * the rep count: the repetitions so far in the history (the rules below, with the history's
+    own cycles; at least the window's);
   * reps: the cycles the kernel finds in the window that are whole repetitions seen inside it:
     valid; with a driving-DoF range of motion of at least MIN_REP_FRACTION of the exercise's
     reference range (in a short window the kernel's relative thresholds would otherwise take
     noise for cycles); and not a fragment cut by the window: an incomplete cycle (the kernel's
     flag: it does not start and end at rest) that starts within EDGE_S of the beginning of a
     window cut by tau (the rep began before the window; its keyframe and duration would be the
-    fragment's) or ends within EDGE_S of t (the rep is still under way). So a rep longer than
-    tau is never reported: tau must exceed the rep duration (the paper's 3 s does for most);
+    fragment's) or ends within EDGE_S of t and has not yet passed its keyframe (below). So a rep
+    longer than tau is never reported whole: tau must exceed the rep duration (the paper's 3 s
+    does for most);
+  * a rep under way (it reaches t) counts once it is past its keyframe: the keyframe lies at
+    least EDGE_S before t and the driving DoF has since come back by at least
+    PAST_KEY_FRACTION of its rise into the keyframe. Its keyframe values are final then, and so
+    are its keyframe violations (intervals, asymmetry, anatomical limits) and a static DoF's
+    movement beyond its bound (movement only grows); its tempo and its completeness are not
+    known yet, so those kinds wait for the end of the rep. A coach speaks about a rep right
+    after its keyframe (the bottom of a squat), long before the rep ends;
   * the latest such rep's key values: driving DoF, the DoFs with an interval (as `analyze`) and
     the other analysed DoFs that moved at least MOVING_ROM_DEG in it;
   * the violations of those reps, numbered as in the count (the latest one is rep `count`).
@@ -41,6 +49,8 @@ from biocoach_jax.exercises import Exercise
 MIN_REP_FRACTION = 0.25
 MOVING_ROM_DEG = 10.0   # a DoF with at least this range in the latest rep is part of its pose state
 EDGE_S = 0.25  # an incomplete cycle this close to an edge of the window is a fragment of a rep
+PAST_KEY_FRACTION = 0.1   # ... once back this much of its rise (ROM-relative: far above noise)
+UNDER_WAY_LATER_KINDS = ("tempo_fast", "tempo_slow", "incomplete")   # known at the rep's end only
 _MIN_ROWS = 8
 _MIN_HISTORY = 256    # history lengths are padded to a power of two >= this (few compiles)
 _HISTORY_CYCLES = 64  # cycle slots of a history (a segment with more reps counts 64)
@@ -93,25 +103,40 @@ def _reference_rom(exercise: Exercise, drive: int) -> float:
     return float(ref.max() - ref.min())
 
 
-def _whole_reps(exercise, spec, result, row: int, length: int, cut: bool, fps: float) -> list[int]:
-    """Cycle slots of `row` that are whole repetitions seen inside it (module doc)."""
+def _reps(exercise, spec, result, row: int, length: int, cut: bool,
+          fps: float) -> list[tuple[int, bool]]:
+    """(cycle slot, under way) of the repetitions of `row` seen inside it: whole ones, and the
+    one under way at t once it is past its keyframe (module doc)."""
     c = result.cycles
     drive = int(np.argmax(np.abs(np.asarray(spec.drive_weights))))
     rom_min = MIN_REP_FRACTION * _reference_rom(exercise, drive)
-    valid, start, end, complete = (np.asarray(a[row]) for a in (c.valid, c.start, c.end, c.complete))
+    valid, start, end, key, complete = (np.asarray(a[row]) for a in
+                                        (c.valid, c.start, c.end, c.key, c.complete))
     rom = np.asarray(result.rom[row])
+    y = np.asarray(result.drive[row], np.float64) * float(np.asarray(c.polarity[row]))
     margin = int(round(EDGE_S * fps))
-    return [int(i) for i in np.flatnonzero(valid)
-            if rom[i, drive] >= rom_min
-            and (complete[i] or not (cut and start[i] <= margin))  # began before the window
-            and (complete[i] or end[i] < length - 1 - margin)]     # still under way at t
+    out = []
+    for i in np.flatnonzero(valid):
+        if rom[i, drive] < rom_min or (not complete[i] and cut and start[i] <= margin):
+            continue                                        # too small, or began before the window
+        under_way = not complete[i] and end[i] >= length - 1 - margin
+        if under_way:
+            rise = y[key[i]] - y[start[i]]
+            past_key = (key[i] <= length - 1 - margin
+                        and y[key[i]] - y[length - 1] >= PAST_KEY_FRACTION * rise)
+            if not past_key:
+                continue                                    # still on its way to the keyframe
+        out.append((int(i), bool(under_way)))
+    return out
 
 
 def _window_text(exercise, spec, result, row: int, length: int, cut: bool, fps: float,
                  count: int) -> str:
-    reps = _whole_reps(exercise, spec, result, row, length, cut, fps)
-    if not reps:
+    found = _reps(exercise, spec, result, row, length, cut, fps)
+    if not found:
         return context.render_motion(exercise, count, {}, [])
+    reps = [s for s, _ in found]
+    under_way = {s for s, u in found if u}
     count = max(count, len(reps))
     rom = np.asarray(result.rom[row])
     drive = int(np.argmax(np.abs(np.asarray(spec.drive_weights))))
@@ -119,7 +144,8 @@ def _window_text(exercise, spec, result, row: int, length: int, cut: bool, fps: 
     viol = type(result.violations)(*(np.asarray(a[row]) for a in result.violations))
     violations = [dataclasses.replace(v, cycle=number[v.cycle])
                   for v in violations_to_records(viol, fps)
-                  if v.cycle in number]
+                  if v.cycle in number
+                  and not (v.cycle in under_way and v.kind in UNDER_WAY_LATER_KINDS)]
     # pose state of the latest rep: the driving DoF, the DoFs with an interval, and every other
     # analysed DoF that moved in it (so the DoFs the selector keeps decide what is described)
     bounded = np.isfinite(np.asarray(spec.key_lo)) | np.isfinite(np.asarray(spec.key_hi))
@@ -156,7 +182,7 @@ def motion_contexts(poses, present, exercise: Exercise, query_times_s: Sequence[
     hist, hist_len, _ = _windows(poses, q, fps, None)
     hspec = dataclasses.replace(spec, max_cycles=_HISTORY_CYCLES, max_peaks=2 * _HISTORY_CYCLES)
     hres = _to_numpy(analyze_batch(hist, hist_len, hspec, float(fps)))
-    counts = [len(_whole_reps(exercise, hspec, hres, r, int(hist_len[r]), False, fps))
+    counts = [len(_reps(exercise, hspec, hres, r, int(hist_len[r]), False, fps))
               for r in range(len(q))]
     batch, lengths, cut = _windows(poses, q, fps, window_frames(window_s, fps))
     # One device -> host transfer of the whole result, then plain numpy per row.
