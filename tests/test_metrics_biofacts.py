@@ -23,6 +23,12 @@ KNEE_PRED = "Your right knee only reached 72° of flexion at the bottom; aim for
     ("Bend the knee on the right side more", (("knee", "r"),), None, None),
     ("Keep your neck in line with your spine", (("neck", None), ("trunk", None)), None, None),
     ("Great job, keep it up!", (), None, None),
+    # the exercise library's cue shapes (the rule-based coach speaks them)
+    ("Lower your chest further: bend your right shoulder to 20° (now 12°).",
+     (("trunk", None), ("shoulder", "r")), "too_little", 12.0),
+    ("Keep both sides even: your shoulder differs by 28° between left and right.",
+     (("shoulder", None),), "asymmetry", 28.0),
+    ("Your hips differ by 12 degrees between sides", (("hip", None),), "asymmetry", 12.0),
 ])
 def test_parse_facts_hand_written(sentence, joints, direction, value):
     f = parse_facts(sentence)

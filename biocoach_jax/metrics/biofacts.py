@@ -70,13 +70,14 @@ DIRECTION_CUES: dict[str, tuple[str, ...]] = {
                    r"too (?:little|shallow)", r"more (?:depth|range|flexion|extension|bend\w*)",
                    r"deeper", r"incomplete", r"partial", r"short of", r"limited",
                    r"under-?(?:flex|extend|rotat)\w*", r"(?:bend|flex|extend|open|lift|raise|"
-                   r"straighten|lower) (?:\w+ )?(?:more|further)"),
+                   r"straighten|lower) (?:\w+ ){0,2}(?:more|further)"),
     "too_much": (r"too much", r"excessive\w*", r"too far", r"over-?(?:flex|extend|rotat|arch|"
                  r"bend|reach|stretch)\w*", r"hyper-?extend\w*", r"beyond", r"exceed\w*",
                  r"past (?:the |your |its )?(?:safe )?(?:limit|range)", r"aim for less",
                  r"less (?:flexion|extension|bend\w*|lean\w*|arch\w*|rotation)", r"reduce"),
     "asymmetry": (r"asymmetr\w*", r"uneven\w*", r"imbalance\w*", r"unbalanced", r"lopsided",
-                  r"than (?:the|your) other side", r"differ\w* between", r"one side"),
+                  r"than (?:the|your) other side", r"differ\w* (?:by [\d.]+\s*(?:°|degrees?) )?between",
+                  r"one side", r"both sides even"),
     "instability": (r"instab\w*", r"unstable", r"wobbl\w*", r"shak\w*", r"sway\w*",
                     r"steady", r"stabili[sz]\w*"),
     "too_fast": (r"too fast", r"too quick\w*", r"rush\w*", r"slow down", r"slower",
@@ -100,7 +101,9 @@ _ANGLE_RE = re.compile(r"(-?\d+(?:\.\d+)?)\s*(?:°|º|degrees?\b|degs?\b)")
 _TARGET_BEFORE_RE = re.compile(r"(?:at least|at most|aim for|aim to|target|no more than|"
                                r"no less than|up to|keep it (?:to|under|below|above)|limit|"
                                r"required|allowed|beyond|instead of|rather than|goal)\W*(?:about\s+)?$")
-_TARGET_AFTER_RE = re.compile(r"^\s*(?:required|allowed|is the target|is the goal|or more|or less)")
+# "... to 90° (now 78°)": the angle before "(now" is the target, the one after it the measurement.
+_TARGET_AFTER_RE = re.compile(r"^\s*(?:required|allowed|is the target|is the goal|or more|or less|"
+                              r"\(now\b)")
 _SIDE_BEFORE_RE = re.compile(r"\b(left|right)\b(?:[ -]+[a-z']+){0,2}[ -]*$")
 _SIDE_AFTER_RE = re.compile(r"^\s+on (?:the|your) (left|right)\b")
 
