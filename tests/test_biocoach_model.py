@@ -145,6 +145,7 @@ def test_trainable_counts_per_stage(model):
     base = V * E * 2 + LAYERS * (2 * E + E * HEADS * HD * 2 + 2 * E * KV * HD + 3 * E * MLP) + E
     assert param_bytes(model, trainable_filter("streamvlm"))[0] == lora + xattn
     assert param_bytes(model, trainable_filter("biocoach"))[0] == xattn + fusion + selector
+    assert param_bytes(model, trainable_filter("biocoach+lora"))[0] == lora + xattn + fusion + selector
     assert param_bytes(model, trainable_filter("lm"))[0] == base
     assert param_bytes(model)[0] == base + lora + xattn + fusion + selector
     with pytest.raises(ValueError, match="unknown trainable set"):
@@ -155,7 +156,7 @@ def _flat(state):
     return {".".join(map(str, p)): v.get_value() for p, v in nnx.to_flat_state(state)}
 
 
-@pytest.mark.parametrize("stage", ["streamvlm", "biocoach"])
+@pytest.mark.parametrize("stage", ["streamvlm", "biocoach", "biocoach+lora"])
 def test_gradients_reach_trainable_set_and_frozen_stay_bit_identical(model, batch, stage):
     model = nnx.clone(model)
     loss, _, grads = loss_and_grads(model, batch)

@@ -268,12 +268,15 @@ def trainable_filter(name: str):
     lm        every base LLaMA weight (embeddings, layers, norm, head; not LoRA, not added blocks)
     streamvlm LoRA adapters + vision cross-attention
     biocoach  vision cross-attention + morphology fusion + DoF selector
+    biocoach+lora  the biocoach set + the LoRA adapters (the tiny chain: a tiny LM does not read
+              and quote a context segment zero-shot as LLaMA-2-7B does, its adapters must learn to)
     Use as `nnx.Optimizer(model, tx, wrt=trainable_filter(stage))`: others get no state."""
     added = nnx.Any(VISION_XATTN, MORPH_FUSION, DOF_SELECTOR)
     filters = {
         "lm": nnx.All(nnx.Param, nnx.Not(nnx.OfType(LoRAParam)), nnx.Not(added)),
         "streamvlm": nnx.Any(nnx.OfType(LoRAParam), nnx.All(nnx.Param, VISION_XATTN)),
         "biocoach": nnx.All(nnx.Param, added),
+        "biocoach+lora": nnx.Any(nnx.OfType(LoRAParam), nnx.All(nnx.Param, added)),
     }
     if name not in filters:
         raise ValueError(f"unknown trainable set {name!r} (have {sorted(filters)})")
