@@ -6,10 +6,13 @@ streaming context builder all consume `AnalysisReport`.
 
 Exercise `auto`: the most active DoFs (robust ROM weighted by periodicity, `biomech.dof_activity`)
 choose the driving DoF and the selected joints; the recording is then matched against every
-library exercise whose driving DoF is active, by the correlation between the recording's per-DoF
-ROM and the exercise reference's per-DoF ROM (over the DoFs the file has). A match >= 0.8 uses
-that exercise's intervals; otherwise the recording is analysed as `unknown` (cycles, ROM,
-anatomical limits and consistency scores only).
+library exercise whose driving DoF moves (>= 10 degrees: a jumping jack's hips move far less
+than its shoulders, yet drive it), by the correlation between the recording's per-DoF
+ROM and the exercise reference's per-DoF ROM (over the DoFs the file has). An exercise whose
+reference moves the two sides of its driving DoF together (a squat's knees) is not a match for a
+recording that moves them in opposition (walking, running), and the other way round. A match
+>= 0.8 uses that exercise's intervals; otherwise the recording is analysed as `unknown` (cycles,
+ROM, anatomical limits and consistency scores only).
 """
 from __future__ import annotations
 
@@ -32,6 +35,10 @@ DEFAULT_SIGMA_S = 0.05
 # one compiled kernel (padding is masked out by `lengths`).
 _T_BUCKET = 256
 MATCH_THRESHOLD = 0.8
+# |Pearson r| between the two sides of the driving DoF above which they move together (r > 0) or
+# in opposition (r < 0), in the reference cycle and in the recording.
+COUPLING_THRESHOLD = 0.5
+MIN_MOVING_DEG = 10.0     # an exercise's driving DoF must move at least this much (robust ROM)
 MAX_SELECTED_JOINTS = 12
 # Global pelvis orientation follows the camera/world, not the movement: never the driving DoF.
 _GLOBAL_DOFS = np.isin(np.arange(skel.NUM_DOFS), [0, 1, 2])
@@ -113,14 +120,30 @@ def _reference_rom(ex: Exercise) -> np.ndarray:
     return rom
 
 
-def match_exercise(rom: np.ndarray, present: np.ndarray, active: np.ndarray, polarity_of):
+def _side_coupling(x: np.ndarray, y: np.ndarray) -> float:
+    """Pearson r of two series; 0 when either is constant."""
+    if np.std(x) == 0 or np.std(y) == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def _couplings_disagree(ref: float, rec: float | None) -> bool:
+    t = COUPLING_THRESHOLD
+    return rec is not None and abs(ref) >= t and abs(rec) >= t and (ref > 0) != (rec > 0)
+
+
+def match_exercise(rom: np.ndarray, present: np.ndarray, active: np.ndarray, polarity_of,
+                   coupling_of=None):
     """Best library exercise for a per-DoF ROM profile: (name or None, similarity).
 
-    An exercise is a candidate only if its driving DoF is present and active and moves away from
-    rest in the exercise's direction (`polarity_of(dof_index)`): a squat starts standing and
-    flexes the knee, a sit-to-stand starts seated and extends it.
+    An exercise is a candidate only if its driving DoF is present and active (`active`: moves
+    at least MIN_MOVING_DEG) and moves away from rest in the exercise's direction (`polarity_of(dof_index)`): a squat starts standing and
+    flexes the knee, a sit-to-stand starts seated and extends it. `coupling_of(a, b)` (optional)
+    is the recording's Pearson r between DoFs a and b: an exercise whose reference moves the two
+    sides of its driving DoF together is no candidate for a recording that moves them in
+    opposition, and the other way round (module doc).
     """
-    best, best_sim = None, -1.0
+    best, best_sim = None, float("nan")       # nan: no exercise was a candidate
     use = present & ~_GLOBAL_DOFS
     for name in list_exercises():
         ex = load_exercise(name)
@@ -129,12 +152,19 @@ def match_exercise(rom: np.ndarray, present: np.ndarray, active: np.ndarray, pol
             continue
         if polarity_of(drive) != ex.driving[0].polarity:
             continue
+        a_ref = ex.arrays()
+        mirror = skel.dof_index(skel.mirror_name(ex.driving[0].dof))
+        if (coupling_of is not None and mirror != drive and present[mirror]
+                and a_ref.reference_mask[drive] and a_ref.reference_mask[mirror]
+                and _couplings_disagree(_side_coupling(a_ref.reference[drive], a_ref.reference[mirror]),
+                                        coupling_of(drive, mirror))):
+            continue
         ref = _reference_rom(ex)
         a, b = rom[use], ref[use]
         if a.std() == 0 or b.std() == 0:
             continue
         sim = float(np.corrcoef(a, b)[0, 1])
-        if sim > best_sim:
+        if not sim <= best_sim:                 # also takes the first candidate (best_sim nan)
             best, best_sim = name, sim
     return (best if best_sim >= MATCH_THRESHOLD else None), best_sim
 
@@ -157,14 +187,18 @@ def _auto_choice(rec: PoseRecording, fps: float, warnings: list[str]):
     if not np.isfinite(score).any():
         raise ValueError(f"{rec.source}: no joint-angle DoF to analyse (only global pelvis orientation)")
     drive = int(np.argmax(score))
-    active = rec.present & (rom >= max(np.radians(10.0), 0.3 * rom[drive]))
+    moving = rec.present & (rom >= np.radians(MIN_MOVING_DEG))
+    active = moving & (rom >= 0.3 * rom[drive])
     name, sim = match_exercise(
-        rom, rec.present, active,
-        lambda d: int(auto_polarity(poses[0, :, d], lengths[0], fps)))
+        rom, rec.present, moving,
+        lambda d: int(auto_polarity(poses[0, :, d], lengths[0], fps)),
+        lambda a, b: _side_coupling(rec.poses[:, a], rec.poses[:, b]))
     if name is not None:
         warnings.append(f"auto: recognised '{name}' (ROM-profile correlation {sim:.2f})")
         return load_exercise(name), None, None
-    warnings.append(f"auto: no library exercise matches (best correlation {sim:.2f}); analysing "
+    why = (f"best correlation {sim:.2f}" if np.isfinite(sim) else
+           "none drives these DoFs in this direction with this left/right coupling")
+    warnings.append(f"auto: no library exercise matches ({why}); analysing "
                     f"cycles of {skel.DOF_NAMES[drive]} without exercise intervals")
     joint_score = np.full(skel.NUM_JOINTS, -np.inf)
     for d in np.flatnonzero(active & ~_GLOBAL_DOFS):

@@ -8,7 +8,8 @@ import pytest
 from biocoach_jax import skel
 from biocoach_jax.analysis import analyze_recording
 from biocoach_jax.analyze import main
-from biocoach_jax.data.poses import read_poses
+from biocoach_jax.data.poses import PoseRecording, read_poses
+from biocoach_jax.exercises import list_exercises, load_exercise
 
 SQUAT = "opencap_squats1_videoAndMocap.mot"
 SHOULDERS = ["rmr_thoracoscapular_ABD01.mot", "rmr_thoracoscapular_ABD02.mot",
@@ -144,3 +145,52 @@ def test_bad_input_gives_clear_errors(data_dir, tmp_path, capsys):
     # the shoulder trials have no knee: asking for a squat names the missing driving DoF
     assert main([str(data_dir / SHOULDERS[0]), "--exercise", "squat"]) == 2
     assert "knee_angle_r" in capsys.readouterr().err
+
+
+def _gait(rng, cadence_hz: float, hip_deg: float, knee_deg: float, seconds: float = 10.0):
+    """Walking / running joint angles (100 Hz npz poses): the legs move in opposition."""
+    fps = 100.0
+    t = np.arange(int(seconds * fps)) / fps
+    p = np.zeros((len(t), skel.NUM_DOFS))
+    for side, shift in (("r", 0.0), ("l", np.pi)):
+        w = 2 * np.pi * cadence_hz * t + shift
+        p[:, skel.dof_index(f"hip_flexion_{side}")] = np.radians(hip_deg * np.sin(w) + 10)
+        p[:, skel.dof_index(f"knee_angle_{side}")] = np.radians(knee_deg * (1 + np.sin(w - 1.2)) / 2 + 5)
+        p[:, skel.dof_index(f"ankle_angle_{side}")] = np.radians(10 * np.sin(w + 0.5))
+    return p + np.radians(0.3) * rng.normal(size=p.shape), fps
+
+
+@pytest.mark.parametrize("kind", ["walking", "running"])
+def test_gait_is_not_taken_for_a_library_exercise(kind, rng, tmp_path, capsys):
+    """Squats move both knees together, gait moves them in opposition: `auto` analyses walking
+    and running as unknown, with one cycle per stride (a partial stride at either end counts)."""
+    cadence, hip, knee = ((rng.uniform(0.8, 1.0), 20, 60) if kind == "walking"
+                          else (rng.uniform(1.3, 1.6), 35, 100))
+    poses, fps = _gait(rng, cadence, hip, knee)
+    f = tmp_path / f"{kind}.npz"
+    np.savez(f, poses=poses, fps=fps)
+    out = _run_json(capsys, f)
+    assert out["exercise"] == "unknown"
+    strides = len(poses) / fps * cadence
+    assert int(np.floor(strides)) - 1 <= out["reps"] <= int(np.ceil(strides)) + 1, (out["reps"], strides)
+    assert not [v for v in out["violations"] if v["kind"] in ("below_interval", "above_interval")]
+
+
+@pytest.mark.parametrize("name", list_exercises())
+def test_auto_recognises_every_library_exercise(name, rng):
+    """Reps of an exercise's own reference cycle (random count, length and noise) between rests
+    are recognised as that exercise by `auto` (a jumping jack's hips move far less than its
+    arms, yet drive it) and give one cycle per rep."""
+    ref = load_exercise(name).arrays().reference                      # (46, R) radians
+    n, frames, fps = int(rng.integers(3, 7)), int(rng.integers(25, 45)), 16.0
+    u = np.linspace(0, ref.shape[1] - 1, frames)
+    rep = np.stack([np.interp(u, np.arange(ref.shape[1]), r) for r in ref], 1)
+    rest = np.tile(ref[:, 0], (int(rng.integers(8, 16)), 1))
+    poses = np.concatenate([rest] + [rep] * n + [rest])
+    poses += np.radians(0.2) * rng.normal(size=poses.shape)
+    rec = PoseRecording(poses=poses, present=np.ones(skel.NUM_DOFS, bool),
+                        timestamps=np.arange(len(poses)) / fps, fps=fps, betas=None,
+                        source=f"{name}.npz", format="npz")
+    r = analyze_recording(rec, "auto")
+    assert r.exercise == name, r.warnings
+    assert sum(c.complete for c in r.cycles) == n
