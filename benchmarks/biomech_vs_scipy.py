@@ -91,12 +91,15 @@ def run_reference(poses, lengths, fps, spec_np):
 
 def stage_breakdown(bm, xp, xl, spec, fps, repeats):
     """Medians (s) of the kernel's stages, each jitted alone on the same data: smoothing of all
-    DoFs, cycles of the driving signal; the per-DoF peak search is what remains of the total."""
+    DoFs (the kernel's own chunked path), cycles of the driving signal; the per-DoF peak search
+    (and the layout around it) is what remains of the total."""
     import jax
     import jax.numpy as jnp
 
-    smooth = jax.jit(lambda p, l: bm.gaussian_smooth(jnp.swapaxes(p, 1, 2), spec.sigma_s, fps, l[:, None]))
-    drive = jnp.einsum("bdt,d->bt", smooth(xp, xl), spec.drive_weights)
+    from biocoach_jax.biomech.pipeline import smooth_chunks
+
+    smooth = jax.jit(lambda p, l: smooth_chunks(p, l, spec.sigma_s, fps)[0])
+    drive = jnp.sum(smooth(xp, xl).reshape((-1,) + xp.shape[1:])[:xp.shape[0]] * spec.drive_weights, axis=-1)
     cycles = jax.jit(lambda d, l: bm.detect_cycles(
         d, l, fps, polarity=spec.polarity, prominence_frac=spec.prominence_frac,
         min_period_s=spec.min_period_s, max_period_s=spec.max_period_s, rest_tol_frac=spec.rest_tol_frac,

@@ -214,3 +214,69 @@ def mot_reader():
         table = np.loadtxt(lines[head + 2:], ndmin=2)
         return {n: table[:, i] for i, n in enumerate(names)}
     return read
+
+
+def _structure_reference(x, L, S):
+    """The V-piece structure of one series x[:L] by definition (runs, maxima, piece minima)."""
+    x = x[:L]
+    runs, a = [], 0
+    for t in range(1, L + 1):
+        if t == L or x[t] != x[a]:
+            runs.append((a, t - 1))
+            a = t
+    maxima = [(l, r) for l, r in runs if l >= 1 and r <= L - 2 and x[l - 1] < x[l] and x[r + 1] < x[r]]
+    frames = [0] + [(l + r) // 2 for l, r in maxima] + [L - 1]
+    piece_ends = [r for _, r in maxima] + [L - 1]
+    out = np.zeros((5, S))
+    out[1], out[2], out[1, 0] = -np.inf, np.inf, x[0]        # fills; slot 0 is frame 0
+    start = 0
+    for s in range(1, min(len(frames), S)):
+        piece = x[start:piece_ends[s - 1] + 1]
+        at_min = np.nonzero(piece == piece.min())[0] + start
+        out[:, s] = frames[s], x[frames[s]], piece.min(), at_min[0], at_min[-1]
+        start = piece_ends[s - 1] + 1
+    return out, len(frames)
+
+
+def test_valley_structure_matches_reference(rng):
+    """The time-major structure scan (boundaries, piece valleys) equals the definition per series:
+    plateaus, lengths 1..T, garbage padding, and too few slots (boundaries past S dropped)."""
+    from biocoach_jax.biomech.peaks import _structure
+    T, N = 67, 48
+    x = np.round(rng.normal(size=(T, N)) * 1.3).astype(np.float32)             # many plateaus
+    x[:, ::3] = rng.normal(size=(T, (N + 2) // 3)).astype(np.float32)
+    L = rng.integers(1, T + 1, size=N).astype(np.int32)
+    L[:3] = (1, 2, T)
+    for S in (4, 9, T + 2):
+        got = jax.jit(lambda x, L: _structure(x, L, S))(jnp.asarray(x), jnp.asarray(L))
+        for n in range(N):
+            want, n_b = _structure_reference(x[:, n], int(L[n]), S)
+            assert int(got[5][n]) == n_b
+            np.testing.assert_array_equal(np.stack([np.asarray(f)[:, n] for f in got[:5]]), want)
+
+
+def test_materialize_is_identity(rng):
+    from biocoach_jax.biomech.ops import materialize
+    f = rng.normal(size=(7, 5)).astype(np.float32)
+    f[0, :3] = (-np.inf, np.inf, np.finfo(np.float32).min)
+    i = rng.integers(-2**31, 2**31 - 1, size=(3, 4, 5), dtype=np.int64).astype(np.int32)
+    b = rng.random(11) < 0.5
+    for v in (f, i, b):
+        got = np.asarray(jax.jit(materialize)(jnp.asarray(v)))
+        assert got.dtype == v.dtype
+        np.testing.assert_array_equal(got, v)
+
+
+def test_kernel_smoothing_layout_equals_smooth_along(rng):
+    """The segmentation kernel's chunked smoothing is smooth_along bit for bit (B not a multiple
+    of the chunk, lengths from 1 to T)."""
+    from biocoach_jax.biomech.pipeline import smooth_chunks
+    from biocoach_jax.biomech.smooth import smooth_along
+    B, T, D = 11, 53, 5
+    x = rng.normal(size=(B, T, D)).astype(np.float32)
+    L = rng.integers(1, T + 1, size=B).astype(np.int32)
+    L[:2] = (1, T)
+    xs, ll = jax.jit(lambda x, L: smooth_chunks(x, L, 0.13, 16.0, chunk=4))(jnp.asarray(x), jnp.asarray(L))
+    assert xs.shape == (3, 4, T, D) and ll.shape == (12,)
+    want = jax.jit(lambda x, L: smooth_along(x, 0.13, 16.0, L[:, None], axis=1))(jnp.asarray(x), jnp.asarray(L))
+    np.testing.assert_array_equal(np.asarray(xs).reshape(12, T, D)[:B], np.asarray(want))

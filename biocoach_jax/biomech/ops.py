@@ -21,6 +21,17 @@ def materialize_rows(v, like):
     return jnp.max(jnp.where(t0, v[..., None], _lowest(v.dtype)), axis=-1)
 
 
+def materialize(v):
+    """v unchanged, but computed once into a buffer (see `materialize_rows`), for arrays of any
+    shape: a max over a new trailing axis of two (v and the lowest value) that XLA cannot
+    simplify away. For values that are gathers of gathers, which XLA CPU otherwise re-runs
+    inside every consumer fusion (once per element per consumer). (With the new axis leading,
+    XLA CPU hands the reduction to a library kernel that is several times slower.)"""
+    pick = jnp.arange(2) == 0
+    low = -jnp.inf if jnp.issubdtype(v.dtype, jnp.floating) else _lowest(v.dtype)
+    return jnp.max(jnp.where(pick, v[..., None], low), axis=-1)
+
+
 def compact(mask, values, size: int, fill):
     """Move the entries where `mask` is true to the front, keeping their order.
 

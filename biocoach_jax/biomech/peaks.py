@@ -29,7 +29,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .ops import compact
+from .ops import compact, materialize
 
 
 _WALK_BLOCK = 12   # peak rows per prominence sweep block
@@ -300,61 +300,62 @@ def _structure(xT, L, S):
     local maximum) the signal only falls then rises, so its maximum over the piece sits at an
     end and its minimum is the piece's valley. Boundaries = frame 0, every local maximum, frame
     L-1, packed into S slots in order. Per slot s: frame, value, and the valley of the piece
-    ending at s (value, leftmost and rightmost frame of the minimum). One forward scan over time
-    on (T, N) rows (one vector op per frame, few outputs: XLA CPU pays per op and step), one 1-D
-    scatter into slots and small gathers. The scan also finds
-    the local maxima: it carries the current run of equal samples (start, "rose into it") and
-    reports a run [l, t-1] as a peak at step t when x[t] falls below it (t <= L-1), so every
-    boundary is reported one step late (frame L-1 at step L) and each step reports at most one.
+    ending at s (value, leftmost and rightmost frame of the minimum).
+
+    The valley of a piece is its one run of equal samples entered by a fall (or at frame 0) and
+    left by a rise (or at frame L-1); a local maximum is a run entered by a rise and left by a
+    fall (l >= 1, r <= L-2). So valleys and maxima alternate in time, valley first and last:
+    event e (0-based, in time order) is the valley of slot e // 2 + 1 (e even) or the maximum
+    of slot e // 2 + 1 (e odd). One forward scan over time carries only the current run (start,
+    entry direction) and the event count (XLA CPU pays per op and step: carrying the valley's
+    running minimum as well cost three times as many ops); it reports at step t the run that
+    ended at frame t-1 if it is an event. Then one 1-D scatter puts each event's step into its
+    slot-major position and small gathers read the run's start back.
     """
     T, N = xT.shape
-    # Time-major (the scan reads one contiguous row per step); one extra step reports the end
-    # boundary of full-length rows. Frame 0 (always boundary 0) is peeled off the scan.
-    xT = jnp.concatenate([xT, xT[-1:]], axis=0)
+    E = 2 * S - 2                         # events of slots 1..S-1 (valley, maximum) pairs
     ts = jnp.arange(1, T + 1, dtype=jnp.int32)
+    lane = jnp.arange(N, dtype=jnp.int32)
 
     def step(carry, inp):
-        m, il, ir, cnt, xp, l, rose = carry
-        xt, t = inp
-        ends = xt != xp
-        # `rose` is False for the run starting at frame 0, which is never a peak (l >= 1).
-        ev_max = rose & (xt < xp) & (t < L)
-        ev_end = t == L
-        ev = ev_max | ev_end
-        frame = jnp.where(ev_end, L - 1, (l + t - 1) >> 1)      # read only where ev
-        # Only what cannot be re-read from x: the slot target, the frame, the valley's run.
-        dst = jnp.where(ev & (cnt < S), cnt * N + lane, S * N)
-        out = (dst, frame, il, ir)
-        # Reset at a boundary (the piece after it starts at the boundary's value), then fold x[t].
-        m = jnp.where(ev, xp, m)
-        lt = xt < m
-        m = jnp.where(lt, xt, m)
-        il = jnp.where(lt, t, il)
-        ir = jnp.where(lt | (xt == m), t, ir)
-        l = jnp.where(ends, t, l)
-        rose = jnp.where(ends, xt > xp, rose)
-        return (m, il, ir, cnt + ev.astype(jnp.int32), xt, l, rose), out
+        run, cnt = carry                  # run = 4 * start + 2 * (rose into it) + (fell into it or frame 0)
+        xp, t = inp                       # xp = x[t-1]; x[t] is read only while t < L
+        xt = jax.lax.dynamic_index_in_dim(xT, jnp.minimum(t, T - 1), keepdims=False)
+        live = t < L
+        ev_max = ((run & 2) != 0) & (xt < xp) & live
+        ev_val = ((run & 1) != 0) & (((xt > xp) & live) | (t == L))
+        ev = ev_max | ev_val
+        dst = jnp.where(ev & (cnt < E), cnt * N + lane, E * N)
+        new = jnp.where(xt != xp, 4 * t + 2 * (xt > xp).astype(jnp.int32) + (xt < xp).astype(jnp.int32), run)
+        return (new, cnt + ev.astype(jnp.int32)), (dst, run)
 
     zi = jnp.zeros((N,), jnp.int32)
-    lane = jnp.arange(N, dtype=jnp.int32)
-    # State after frame 0: boundary 0 reported, the piece after it holds x[0] (its minimum).
-    init = (xT[0], zi, zi, zi + 1, xT[0], zi, jnp.zeros((N,), bool))
-    (_, _, _, n_b, _, _, _), (dst, fr, vl, vr) = jax.lax.scan(step, init, (xT[1:], ts))
-    # One 1-D scatter (of the reporting step) into slot-major (S, N) positions; the fields are
-    # then small gathers from the (T, N) outputs and from x: boundary value = x[frame] (a
-    # plateau's middle has its value), valley value = x[leftmost frame of the minimum].
-    step_of = (jnp.ones(((S + 1) * N,), jnp.int32).at[dst.reshape(-1)]
+    (_, n_ev), (dst, run) = jax.lax.scan(step, (zi + 1, zi), (xT, ts))
+    # Each event's reporting step, slot-major (E, N); the run it reports ended at frame step - 1.
+    step_of = (jnp.ones((E * N + 1,), jnp.int32).at[dst.reshape(-1)]
                .set(jnp.broadcast_to(ts[:, None], dst.shape).reshape(-1), mode="promise_in_bounds")
-               [:S * N].reshape(S, N))
-    at = (step_of - 1) * N + lane
-    bpos, vleft, vright = (a.reshape(-1)[at] for a in (fr, vl, vr))
-    xf = xT.reshape(-1)
+               [:E * N].reshape(E, N))
     slot = jnp.arange(S, dtype=jnp.int32)[:, None]
+    n_b = (n_ev + 3) >> 1                 # n_ev = 2 * (maxima) + 1 valleys
     used = (slot < n_b) & (slot > 0)
+    runf = run.reshape(-1)
+
+    def run_of(e):                        # (first frame, last frame) of the run of event e, (S, N)
+        st = step_of[jnp.clip(e, 0, E - 1)[:, 0]]
+        return runf[(st - 1) * N + lane] >> 2, st - 1
+
+    sv = jnp.maximum(slot, 1)
+    vleft, vright = run_of(2 * sv - 2)
+    ml, mr = run_of(2 * sv - 1)
+    # A maximum's frame is its plateau's middle (rounded down); the last boundary is frame L-1.
+    bpos = jnp.where(used, jnp.where(slot == n_b - 1, L[None, :] - 1, (ml + mr) >> 1), 0)
+    vleft = jnp.where(used, vleft, 0)
+    xf = xT.reshape(-1)
     # Slot 0 is frame 0 (it ends no piece); unused slots get fills that never win the walks.
-    outs = (jnp.where(used, bpos, 0), jnp.where(used | (slot == 0), xf[jnp.where(used, bpos, 0) * N + lane], -jnp.inf),
-            jnp.where(used, xf[vleft * N + lane], jnp.inf), jnp.where(used, vleft, 0), jnp.where(used, vright, 0))
-    return outs + (n_b,)
+    # Materialised: the distance filter and the walks read each field many times.
+    outs = (bpos, jnp.where(used | (slot == 0), xf[bpos * N + lane], -jnp.inf),
+            jnp.where(used, xf[vleft * N + lane], jnp.inf), vleft, jnp.where(used, vright, 0))
+    return tuple(materialize(a) for a in outs) + (n_b,)
 
 
 def _find_peaks_rows_v(xT, L, distance, prominence, P):
