@@ -156,3 +156,22 @@ def test_cached_feature_events_feed_the_coach_like_pushed_features(model, monkey
     _, b = _run(model, poses, times, feats,
                 events=merge_events(pose_events(poses, times), feature_events(seg)))
     assert b.error is None and a.feedbacks and b.feedbacks == a.feedbacks
+
+
+def test_llm_coach_without_selector_uses_every_dof(model):
+    """The no-DoF-selection ablation trains on contexts over all DoFs (data.context_dofs =
+    'all'); its coach must do the same, not fall back to the exercise's labelled key joints."""
+    import dataclasses
+    from flax import nnx
+    from biocoach_jax import skel
+    from tests.test_coach import squat_stream
+
+    off = nnx.clone(model)
+    off.cfg = dataclasses.replace(model.cfg, use_dof_selection=False)
+    rng = np.random.default_rng(int(np.random.SeedSequence().entropy % 2**32))
+    poses, times, _ = squat_stream(rng, 2, 0, 16.0)
+    feats = rng.normal(0, 1.0, (int(times[-1] * 4) + 2, SPATIAL, D_VISION)).astype(np.float32)
+    coach, run = _run(off, poses, times, feats)
+    assert run.error is None
+    key = skel.dof_mask(load_exercise("squat").key_joints)
+    assert coach.dof_mask.shape == (skel.NUM_DOFS,) and coach.dof_mask.all() and not key.all()

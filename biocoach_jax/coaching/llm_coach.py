@@ -167,7 +167,9 @@ class LLMCoach:
         if self.dof_mask is not None or not self.use_motion:
             return
         if not getattr(self.model.cfg, "use_dof_selection", False):
-            self.dof_mask = skel.dof_mask(self.exercise.key_joints)
+            # no selector: the context covers every DoF, as the ablation trained it
+            # (data.context_dofs = "all"); the labelled key joints would be an oracle selector
+            self.dof_mask = np.ones(skel.NUM_DOFS, bool)
         elif self.stream.rows >= TAU_STEPS:   # fixed for the session after the first window
             from biocoach_jax.models.biocoach import select_dofs
 
