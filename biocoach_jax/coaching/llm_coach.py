@@ -166,17 +166,16 @@ class LLMCoach:
     def _select_dofs(self, k: int) -> None:
         if self.dof_mask is not None or not self.use_motion:
             return
-        if not getattr(self.model.cfg, "use_dof_selection", False):
-            # no selector: the context covers every DoF, as the ablation trained it
-            # (data.context_dofs = "all"); the labelled key joints would be an oracle selector
-            self.dof_mask = np.ones(skel.NUM_DOFS, bool)
-        elif self.stream.rows >= TAU_STEPS:   # fixed for the session after the first window
-            from biocoach_jax.models.biocoach import select_dofs
+        # the selector needs its first causal window (then the mask is fixed for the session);
+        # without one, select_dofs gives every DoF at once, as the ablation trained it
+        # (data.context_dofs = "all")
+        if self.model.cfg.use_dof_selection and self.stream.rows < TAU_STEPS:
+            return
+        from biocoach_jax.models.biocoach import select_dofs
 
-            n = self.stream.rows
-            mask = np.zeros((1, self.stream.features.shape[1]), bool)
-            mask[0, :n] = True
-            self.dof_mask = np.asarray(select_dofs(self.model, self.stream.features, mask))[0]
+        mask = np.zeros((1, self.stream.features.shape[1]), bool)
+        mask[0, :self.stream.rows] = True
+        self.dof_mask = np.asarray(select_dofs(self.model, self.stream.features, mask))[0]
 
     def _send_context(self, t: float) -> None:
         if not self.use_motion or self.dof_mask is None or self.poses.count == 0:
