@@ -7,7 +7,7 @@ import pytest
 
 from biocoach_jax import skel
 from biocoach_jax.coaching import RuleBasedCoach, StreamError, merge_events, pose_events, run_coach
-from biocoach_jax.coaching.state_machine import (FeedbackClock, Ids, Speaker, next_token,
+from biocoach_jax.coaching.state_machine import (Ids, Speaker, next_token,
                                                  skipped_steps)
 from biocoach_jax.coaching.stream import CausalPoseBuffer, video_events
 from biocoach_jax.exercises import load_exercise
@@ -53,18 +53,6 @@ def test_grammar_matches_reference_rules(rng):
         assert next_token(top, True, n, IDS) == (5 if top in (3, 4) else top)
     assert next_token(17, True, 128, IDS) == 5          # over-length closes the feedback
     assert [skipped_steps(n) for n in (0, 2, 3, 5, 6, 11, 12, 40)] == [0, 0, 1, 1, 2, 3, 4, 13]
-
-
-def test_feedback_clock_hand_worked():
-    # prompt <vision>, 8 more <vision> -> feedback of 6 tokens at (9 - 1) / 4 = 2.0 s; then
-    # 4 visions -> (4 - 1) / 4 + 6 / 12 = 1.25 s later
-    c = FeedbackClock()
-    for _ in range(9):
-        c.vision()
-    assert c.feedback(6) == pytest.approx(2.0)
-    for _ in range(4):
-        c.vision()
-    assert c.feedback(3) == pytest.approx(3.25)
 
 
 def test_speaker_never_overlaps_and_prefers_corrections():

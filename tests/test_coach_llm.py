@@ -46,6 +46,7 @@ class HashStream:
         self.h = hashlib.sha256(b"start")
         self.features = np.zeros((1, max_steps, spatial, D_VISION), np.float32)
         self.rows, self.inside = 0, -1
+        self.trace: list[bytes] = []          # the digest after each feed: what was fed, in order
 
     def feed(self, token, feature=None):
         self.h.update(np.int64(token).tobytes())
@@ -53,6 +54,7 @@ class HashStream:
             self.features[0, self.rows] = feature
             self.rows += 1
             self.h.update(np.asarray(feature, np.float32).tobytes())
+        self.trace.append(self.h.digest())
         r = np.random.default_rng(int.from_bytes(self.h.digest()[:8], "little"))
         logits = r.normal(size=VOCAB)
         if token == CharTokenizer.answer_id:
@@ -84,65 +86,81 @@ def _run(model, poses, times, feats, events=None):
     return coach, run_coach(coach, events)
 
 
-def test_llm_coach_runs_the_real_model(model):
-    """The KV-cached BioCoach model path end to end (a random model mostly stays silent)."""
+def _squat_session(rng, reps: int, errors: int):
+    """A random 16 Hz squat session and step features 0..(its last pose's step + 1)."""
     from tests.test_coach import squat_stream
 
-    rng = np.random.default_rng(int(np.random.SeedSequence().entropy % 2**32))
-    poses, times, _ = squat_stream(rng, 2, 0, 16.0)
+    poses, times, _ = squat_stream(rng, reps, errors, 16.0)
     feats = rng.normal(0, 1.0, (int(times[-1] * 4) + 2, SPATIAL, D_VISION)).astype(np.float32)
+    return poses, times, feats
+
+
+def test_llm_coach_runs_the_real_model(model, rng):
+    """The KV-cached BioCoach model path end to end (a random model mostly stays silent)."""
+    poses, times, feats = _squat_session(rng, 2, 0)
     coach, run = _run(model, poses, times, feats)
     assert run.error is None and coach.stream.rows >= int(times[-1] * 4) - 12
     assert coach.dof_mask is not None and coach.dof_mask.sum() > 0      # selected once
 
 
-def test_llm_coach_is_causal_and_follows_the_grammar(model, monkeypatch):
+def test_llm_coach_is_causal_and_follows_the_grammar(model, monkeypatch, rng):
+    """Everything fed to the model before step k_cut + 1 (tokens, features, contexts) is the same
+    when the poses after k_cut / 4 s and the features after step k_cut change."""
     from biocoach_jax.coaching import llm_coach
-    from tests.test_coach import squat_stream
 
     monkeypatch.setattr(llm_coach, "ModelStream", HashStream)
+    fed_before = []                       # per run: step k -> feeds made before step k ran
+    step = llm_coach.LLMCoach.step
 
-    rng = np.random.default_rng(int(np.random.SeedSequence().entropy % 2**32))
-    poses, times, _ = squat_stream(rng, 3, 1, 16.0)
-    steps = int(times[-1] * 4) + 1
-    feats = rng.normal(0, 1.0, (steps + 1, SPATIAL, D_VISION)).astype(np.float32)
-    coach, a = _run(model, poses, times, feats)
+    def recording_step(self, t):
+        fed_before[-1][int(round(t * 4))] = len(self.stream.trace)
+        return step(self, t)
+
+    monkeypatch.setattr(llm_coach.LLMCoach, "step", recording_step)
+    poses, times, feats = _squat_session(rng, 3, 1)
+    fed_before.append({})
+    coach_a, a = _run(model, poses, times, feats)
     assert a.feedbacks, "the biased random model should speak at least once"
-    cut = a.feedbacks[0].time_s + float(rng.uniform(0.6, 1.5))
-    k_cut = int(np.floor(cut * 4))
+    # the cut: a watched step (one not skipped while speaking) 0.6-1.5 s after the first feedback
+    k = int(np.floor((a.feedbacks[0].time_s + float(rng.uniform(0.6, 1.5))) * 4))
+    watched = [s for s in sorted(fed_before[0]) if s + 1 in fed_before[0]
+               and fed_before[0][s + 1] > fed_before[0][s]]
+    k_cut = min((s for s in watched if s >= k), default=watched[-1])
+    cut = k_cut / 4
     feats2, poses2 = feats.copy(), poses.copy()
     feats2[k_cut + 1:] = rng.normal(0, 1.0, feats2[k_cut + 1:].shape)
     poses2[times > cut] += rng.normal(0, 0.3, poses2[times > cut].shape)
-    _, b = _run(model, poses2, times, feats2)
-    # REFERENCE §2's predicted time ((visions - 1) / 4 + previous length / 12) stamps a feedback
-    # up to one step (0.25 s) BEFORE the step at which it was decided (speaking skips are
-    # floor(n / 3) steps, the formula counts n / 12 s), so it is compared up to cut - 0.25
-    upto = lambda fbs: [f for f in fbs if f.time_s <= cut - 0.25]  # noqa: E731
+    fed_before.append({})
+    coach_b, b = _run(model, poses2, times, feats2)
+    n = fed_before[0][k_cut + 1]
+    assert fed_before[1][k_cut + 1] == n and coach_a.stream.trace[:n] == coach_b.stream.trace[:n]
+    # so does what was said: a feedback is stamped with the media time of its step
+    upto = lambda fbs: [f for f in fbs if f.time_s <= cut]  # noqa: E731
     assert upto(a.feedbacks) and upto(a.feedbacks) == upto(b.feedbacks)
     assert a.feedbacks != b.feedbacks           # the stand-in does look at what it is fed
-    # timing: the predicted-time formula on the fed stream; a feedback never starts before the
-    # previous one has been spoken (n characters = n tokens at 12 per second)
-    t = [f.time_s for f in a.feedbacks]
-    gaps = [(t2 - t1, len(f.text)) for t1, t2, f in zip(t, t[1:], a.feedbacks)]
-    assert all(gap >= n / 12 - 1e-5 for gap, n in gaps)  # times are rounded to 1 us, a.feedbacks
+    # timing: on the step grid; after a feedback of n characters (= n tokens, spoken at 12 per
+    # second) the next floor(n / 3) steps are not watched, so the next feedback comes at least
+    # 1 + floor(n / 3) steps later, never before the previous one has been said
+    t = np.array([f.time_s for f in a.feedbacks])
+    np.testing.assert_allclose(t * 4, np.round(t * 4), atol=1e-5)   # times are rounded to 1 us
+    n = np.array([len(f.text) for f in a.feedbacks[:-1]])
+    assert np.all(np.round(np.diff(t) * 4) >= 1 + n // 3) and np.all(np.diff(t) >= n / 12)
     assert all(2 <= len(f.text) <= 9 for f in a.feedbacks)
 
 
-def test_cached_feature_events_feed_the_coach_like_pushed_features(model, monkeypatch, tmp_path):
+def test_cached_feature_events_feed_the_coach_like_pushed_features(model, monkeypatch, tmp_path, rng):
     """`sources.feature_events` reads a segment's rows of a `<video>_features.npy` (C, h, w maps,
     step times beside it) as step k's feature at k / 4 s: the coach says exactly what it says
-    when the same features are pushed directly."""
+    when the same features are pushed directly. The file runs one step past the segment's end
+    (its last pose), which the cut must leave out."""
     import types
     from biocoach_jax.coaching import llm_coach, merge_events
     from biocoach_jax.coaching.sources import feature_events
-    from tests.test_coach import squat_stream
 
     monkeypatch.setattr(llm_coach, "ModelStream", HashStream)
-    rng = np.random.default_rng(int(np.random.SeedSequence().entropy % 2**32))
-    poses, times, _ = squat_stream(rng, 2, 1, 16.0)
-    steps = int(times[-1] * 4) + 1
-    feats = rng.normal(0, 1.0, (steps + 1, SPATIAL, D_VISION)).astype(np.float32)
-    _, a = _run(model, poses, times, feats)
+    poses, times, feats = _squat_session(rng, 2, 1)
+    steps = int(times[-1] * 4)                        # the segment's steps: k / 4 <= last pose
+    _, a = _run(model, poses, times, feats[:steps + 1])
     # the file: steps before the segment, then the segment's, (T, C, h, w) with h * w = SPATIAL
     before = int(rng.integers(1, 6))
     start = 100.0 + rng.uniform(0, 1)
@@ -152,25 +170,22 @@ def test_cached_feature_events_feed_the_coach_like_pushed_features(model, monkey
     np.save(path, np.moveaxis(maps.reshape(len(maps), 2, 3, D_VISION), -1, 1))
     np.save(tmp_path / "v_timestamps.npy", start + (np.arange(len(maps)) - before) * 0.25)
     seg = types.SimpleNamespace(features_path=path, video_path=tmp_path / "v.mp4", start_s=start,
-                                end_s=start + steps * 0.25, session_id="s", exercise="squats")
+                                end_s=start + times[-1], session_id="s", exercise="squats")
     _, b = _run(model, poses, times, feats,
                 events=merge_events(pose_events(poses, times), feature_events(seg)))
     assert b.error is None and a.feedbacks and b.feedbacks == a.feedbacks
 
 
-def test_llm_coach_without_selector_uses_every_dof(model):
+def test_llm_coach_without_selector_uses_every_dof(model, rng):
     """The no-DoF-selection ablation trains on contexts over all DoFs (data.context_dofs =
     'all'); its coach must do the same, not fall back to the exercise's labelled key joints."""
     import dataclasses
     from flax import nnx
     from biocoach_jax import skel
-    from tests.test_coach import squat_stream
 
     off = nnx.clone(model)
     off.cfg = dataclasses.replace(model.cfg, use_dof_selection=False)
-    rng = np.random.default_rng(int(np.random.SeedSequence().entropy % 2**32))
-    poses, times, _ = squat_stream(rng, 2, 0, 16.0)
-    feats = rng.normal(0, 1.0, (int(times[-1] * 4) + 2, SPATIAL, D_VISION)).astype(np.float32)
+    poses, times, feats = _squat_session(rng, 2, 0)
     coach, run = _run(off, poses, times, feats)
     assert run.error is None
     key = skel.dof_mask(load_exercise("squat").key_joints)

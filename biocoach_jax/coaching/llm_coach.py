@@ -13,7 +13,12 @@ changed C_motion between `<vision>` and `<answer>`), generated greedily token by
 from the first tau of features) is inserted before the feedback when it differs from the last
 one sent, exactly where training puts it; with `motion_policy="on_change"` it is inserted as
 soon as it changes and the model decides after it. While a feedback of n tokens is spoken the
-next floor(n / 3) steps are not fed. Feedback times follow the predicted-time formula.
+next floor(n / 3) steps are not fed. A feedback is stamped with the media time of the step
+after which it was decided (k / 4 s), where a live coach starts speaking it. (Stream-VLM's
+offline formula of REFERENCE §2, sum of (visions - 1) / 4 + previous length / 12, reads the
+same time for the first feedback but, on a stream with speaking skips, one step minus
+frac(n / 3) steps earlier for each later one: up to 1.75 s early after a dozen feedbacks in
+the tests' streams, past the T-F-Score tolerance.)
 The k-th `<vision>` fed attends to row k of the feature buffer, as in training.
 """
 from __future__ import annotations
@@ -26,8 +31,7 @@ import numpy as np
 from flax import nnx
 
 from biocoach_jax import context, skel
-from biocoach_jax.coaching.state_machine import (Feedback, FeedbackClock, Ids, next_token,
-                                                 skipped_steps)
+from biocoach_jax.coaching.state_machine import Feedback, Ids, next_token, skipped_steps
 from biocoach_jax.coaching.stream import CausalPoseBuffer, Event
 
 TAU_STEPS = 12
@@ -111,7 +115,6 @@ class LLMCoach:
         self.poses = CausalPoseBuffer(fps)
         self.step_features: dict[int, np.ndarray] = {}   # step k -> (N, C)
         self.zero = np.zeros((spatial, model.cfg.d_vision), np.float32)
-        self.clock = FeedbackClock()
         self.dof_mask: np.ndarray | None = None
         self.last_context: str | None = None
         self.skip_until = 0
@@ -146,7 +149,6 @@ class LLMCoach:
         for old in [s for s in self.step_features if s < k]:   # skipped while speaking
             del self.step_features[old]
         self.logits = self.stream.feed(self.ids.vision, feature)
-        self.clock.vision()
         self._select_dofs(k)
         if self.motion_policy == "on_change":
             self._send_context(t)
@@ -160,8 +162,7 @@ class LLMCoach:
             self._send_context(t)
         text, n = self._generate()
         self.skip_until = k + 1 + skipped_steps(n)
-        when = self.clock.feedback(n)
-        return [Feedback(round(when, 6), text)] if text else []   # nothing said: no feedback
+        return [Feedback(round(k * self.step_s, 6), text)] if text else []   # nothing said
 
     def _select_dofs(self, k: int) -> None:
         if self.dof_mask is not None or not self.use_motion:

@@ -5,12 +5,12 @@
   `<answer/>`.
 - Speaking time: 12 tokens per second; after a feedback of n tokens the coach cannot watch for
   floor(n / 12 * 4) visual steps.
-- Predicted time of feedback i: t_i = t_{i-1} + (visions since the previous `<answer/>` - 1) / 4
-  + (length of feedback i-1) / 12, with t_{-1} = 0 and length_{-1} = 0.
+- Timing: Stream-VLM reads feedback times off the token sequence afterwards (REFERENCE §2);
+  a live coach knows the media time of the step it decides at and stamps that
+  (`llm_coach` explains why the formula is not used).
 """
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
 from typing import NamedTuple
@@ -44,23 +44,6 @@ def next_token(top: int, inside: bool, length: int, ids: Ids,
 def skipped_steps(n_tokens: int) -> int:
     """Visual steps skipped while a feedback of `n_tokens` is being spoken."""
     return int(math.floor(n_tokens / INFERENCE_SPEED * STEPS_PER_S))
-
-
-@dataclasses.dataclass
-class FeedbackClock:
-    """The predicted-time formula, fed token by token (`vision()`, `feedback(n)`)."""
-    time_s: float = 0.0
-    visions: int = 0          # <vision> tokens since the previous <answer/>
-    prev_len: int = 0
-
-    def vision(self) -> None:
-        self.visions += 1
-
-    def feedback(self, n_tokens: int) -> float:
-        """Time of a feedback that starts now; then account its n tokens for the next one."""
-        self.time_s += max(self.visions - 1, 0) / STEPS_PER_S + self.prev_len / INFERENCE_SPEED
-        self.visions, self.prev_len = 0, n_tokens
-        return self.time_s
 
 
 _WORDISH = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]")
