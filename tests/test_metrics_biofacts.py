@@ -91,7 +91,7 @@ def test_random_truths_rendered_to_text(rng):
     for _ in range(25):
         dof = str(rng.choice(skel.DOF_NAMES))
         kind = str(rng.choice(sorted(KIND_TO_DIRECTION)))
-        value = float(rng.integers(5, 150))
+        value = float(rng.integers(10, 150))   # value + offset > 0: texts write magnitudes
         offset = float(rng.choice([-9.0, -6.0, -4.5, -2.0, 0.0, 3.0, 5.0, 7.5]))
         label = skel.dof_label(dof)
         pred = f"Your {label} {phrases[KIND_TO_DIRECTION[kind]]}: {value + offset:g} degrees."
@@ -102,6 +102,15 @@ def test_random_truths_rendered_to_text(rng):
     assert r["joint_acc"] == 1.0 and r["direction_acc"] == 1.0
     assert r["number_acc"] == pytest.approx(sum(want_number) / len(want_number))
     assert r["all_acc"] == r["number_acc"]
+
+
+def test_numbers_compare_as_magnitudes():
+    """Feedback writes "10 degrees of dorsiflexion", not "-10 degrees": a truth of -10 (signed
+    SKEL angle) is met by 7-15 written either way, and not by 4 or 16."""
+    truth = {"dof": "ankle_angle_r", "kind": "below_interval", "value_deg": -10.0}
+    said = [f"Your right ankle did not bend enough: {v:g} degrees." for v in (7, -15, 4, 16)]
+    verdicts = [bio_fact_accuracy([("", s)], [truth])["number_acc"] for s in said]
+    assert verdicts == [1.0, 1.0, 0.0, 0.0]
 
 
 def test_every_skel_dof_maps_to_a_named_joint():
