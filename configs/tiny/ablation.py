@@ -8,6 +8,7 @@ segment), no_morphology (no C_morph, z = F), window_2s (tau = 2 s). Each starts 
 Stream-VLM run, like configs/tiny/biocoach.py.
 """
 from configs.tiny import biocoach
+from configs.tiny.streamvlm import SHORT_STREAM_TOKENS
 
 ABLATIONS = ("no_dof_selection", "no_motion_context", "no_morphology", "window_2s")
 
@@ -19,6 +20,7 @@ def apply(c, name: str):
         c.data.context_dofs = "all"
     elif name == "no_motion_context":
         c.data.use_motion_context = False
+        c.data.max_tokens = SHORT_STREAM_TOKENS   # the shorter rows fit (not a model change)
     elif name == "no_morphology":
         c.data.use_morphology = False
     elif name == "window_2s":

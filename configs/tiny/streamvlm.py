@@ -13,6 +13,12 @@ from configs._base import base, tiny_root
 from configs.tiny.vision import tiny_vision
 
 
+# Without C_motion segments a stream is prompt + one <vision> per step + the feedbacks: at most
+# 362 tokens over the demo's 75 train segments (median 266), so 384 rows instead of 1024 (a
+# ~3x cheaper step; an episode that does not fit is truncated with a warning).
+SHORT_STREAM_TOKENS = 384
+
+
 def tiny_vlm(stage: str, root: str | None = None):
     """The shared shape of the two coaching stages (and of the tiny ablations)."""
     root = tiny_root() if root is None else root
@@ -45,6 +51,7 @@ def tiny_vlm(stage: str, root: str | None = None):
 def make(root: str | None = None):
     c = tiny_vlm("streamvlm", root)
     c.data.use_motion_context = False  # the baseline sees no kinematic context
+    c.data.max_tokens = SHORT_STREAM_TOKENS
     c.data.use_morphology = False
     c.model.use_dof_selection = False
     return c
