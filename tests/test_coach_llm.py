@@ -48,7 +48,12 @@ class HashStream:
         self.rows, self.inside = 0, -1
         self.trace: list[bytes] = []          # the digest after each feed: what was fed, in order
 
-    def feed(self, token, feature=None):
+    def feed(self, tokens, feature=None):
+        if np.ndim(tokens):                       # a run: fed one by one, the last one answers
+            for tok in tokens[:-1]:
+                self.feed(tok)
+            tokens = tokens[-1]
+        token = int(tokens)
         self.h.update(np.int64(token).tobytes())
         if feature is not None:
             self.features[0, self.rows] = feature
@@ -190,3 +195,51 @@ def test_llm_coach_without_selector_uses_every_dof(model, rng):
     assert run.error is None
     key = skel.dof_mask(load_exercise("squat").key_joints)
     assert coach.dof_mask.shape == (skel.NUM_DOFS,) and coach.dof_mask.all() and not key.all()
+
+
+def test_model_stream_runs_and_steps_equal_the_full_forward(model, rng, monkeypatch):
+    """ModelStream feeds runs of tokens in one padded call and `<vision>` steps alone with only
+    their own step's feature, growing its KV cache as it fills: its logits after every feed equal
+    the full (uncached) forward of the whole sequence with all features, and splitting a run
+    differently changes nothing."""
+    import jax.numpy as jnp
+    from biocoach_jax.coaching import llm_coach
+    from biocoach_jax.coaching.llm_coach import ModelStream
+
+    monkeypatch.setattr(llm_coach, "_FIRST_CACHE", 16)   # grows 16 -> 32 -> ... on the way
+
+    V = CharTokenizer.vision_id
+    n_steps = 5
+    feats = rng.normal(size=(n_steps, SPATIAL, D_VISION)).astype(np.float32)
+    morph = [int(x) for x in rng.integers(8, VOCAB, 7)]
+    # prompt run, then per step: <vision> alone, then a text run of random (odd) length
+    runs = [[int(x) for x in rng.integers(8, VOCAB, 11)]]
+    for k in range(n_steps):
+        runs += [("v", k), [int(x) for x in rng.integers(8, VOCAB, int(rng.integers(1, 20)))]]
+    tokens, vmask, vstep = [], [], []
+    for r in runs:
+        if isinstance(r, tuple):
+            tokens.append(V), vmask.append(True), vstep.append(r[1])
+        else:
+            tokens += r
+            vmask += [False] * len(r)
+            vstep += [0] * len(r)
+    L = len(tokens)
+    full = model({"tokens": jnp.asarray([tokens]), "attention_mask": jnp.ones((1, L), bool),
+                  "vision_mask": jnp.asarray([vmask]), "vision_step": jnp.asarray([vstep]),
+                  "features": jnp.asarray(feats[None]), "morph_tokens": jnp.asarray([morph]),
+                  "morph_mask": jnp.ones((1, len(morph)), bool)}).logits[0]
+    for split in (False, True):
+        stream = ModelStream(model, max_len=L + 400, max_steps=8, spatial=SPATIAL, morph_ids=morph)
+        pos = 0
+        for r in runs:
+            if isinstance(r, tuple):
+                got = [stream.feed(V, feats[r[1]])]
+                pos += 1
+            else:
+                parts = [r[:len(r) // 2], r[len(r) // 2:]] if split and len(r) > 1 else [r]
+                got = [stream.feed(p) for p in parts]
+                pos += len(r)
+            np.testing.assert_allclose(got[-1], np.asarray(full[pos - 1]), atol=2e-5)
+        assert stream.used == L and stream.rows == n_steps and stream.cache.valid.shape[1] > 16
+        np.testing.assert_array_equal(stream.features[0, :n_steps], feats)

@@ -33,55 +33,98 @@ from flax import nnx
 from biocoach_jax import context, skel
 from biocoach_jax.coaching.state_machine import Feedback, Ids, next_token, skipped_steps
 from biocoach_jax.coaching.stream import CausalPoseBuffer, Event
+from biocoach_jax.models.llama import grow_cache
 
 TAU_STEPS = 12
 
 
-@functools.partial(jax.jit, static_argnums=0, donate_argnums=(2,))
-def _feed(graphdef, state, cache, token, is_vision, row, features, morph, morph_mask):
-    model = nnx.merge(graphdef, state)
-    batch = {"tokens": token[None, None], "attention_mask": jnp.ones((1, 1), bool),
-             "vision_mask": is_vision[None, None], "vision_step": row[None, None],
-             "features": features, "morph_tokens": morph, "morph_mask": morph_mask}
-    out = model(batch, cache=cache)
-    return out.logits[0, -1], out.cache
+_CHUNK = 128          # most tokens fed to the model in one call (longer runs are split)
+_FIRST_CACHE = 1024   # KV-cache slots a stream starts with (a 30 s segment needs ~1000)
+
+
+@functools.lru_cache(maxsize=16)
+def _feed_fn(graphdef):
+    """The jitted feed of one model structure. The graphdef is closed over (hashed once per
+    stream here, not on every call as a static argument would be)."""
+
+    def feed(state, cache, tokens, n, is_vision, feature, morph, morph_mask):
+        # tokens (T,): the first n are real, the rest padding (a bucketed length: few compiles).
+        # A <vision> is always fed alone (n = 1) with its step's feature (N, C): the block reads
+        # only its own step, and the fusion is per feature token, so one step is all it needs.
+        model = nnx.merge(graphdef, state)
+        t = tokens.shape[0]
+        real = jnp.arange(t) < n
+        batch = {"tokens": tokens[None], "attention_mask": real[None],
+                 "vision_mask": (real & is_vision)[None], "vision_step": jnp.zeros((1, t), jnp.int32),
+                 "features": feature[None, None], "morph_tokens": morph, "morph_mask": morph_mask}
+        out = model(batch, cache=cache)
+        # the padding slots were written as invalid keys; the next call overwrites them
+        return out.logits[0, n - 1], out.cache._replace(index=cache.index + n)
+
+    return jax.jit(feed, donate_argnums=(1,))
+
+
+def _bucket(n: int) -> int:
+    """Padded length of a run of n tokens: two shapes only (each costs a compile; a run's
+    padding costs little: it is fed in one call)."""
+    return 1 if n == 1 else _CHUNK
 
 
 class ModelStream:
-    """Token-at-a-time KV-cached calls of a BioCoachModel (one compile for the session)."""
+    """KV-cached calls of a BioCoachModel: one token at a time for `<vision>` steps and generated
+    tokens, whole runs (prompt, C_motion) in one call each; one compile per bucketed run length."""
 
     def __init__(self, model, *, max_len: int, max_steps: int, spatial: int,
                  morph_ids=None):
         from biocoach_jax.models.biocoach import init_stream_cache
 
-        self.graphdef, self.state = nnx.split(model)
-        self.cache = init_stream_cache(model, 1, max_len)
+        graphdef, self.state = nnx.split(model)
+        self._feed = _feed_fn(graphdef)
+        # A step reads every slot of the cache, so it starts small and doubles when full (one
+        # compile per size) up to the hard limit max_len.
+        self.cache = init_stream_cache(model, 1, min(_FIRST_CACHE, max_len))
         self.max_len, self.used = max_len, 0
+        # host copy of the steps seen so far: the DoF selector reads them (select_dofs)
         self.features = np.zeros((1, max_steps, spatial, model.cfg.d_vision), np.float32)
-        self._dev_features = None
+        self._zero = jnp.zeros((spatial, model.cfg.d_vision), jnp.float32)
         ids = np.asarray(morph_ids if morph_ids is not None and len(morph_ids) else [0], np.int32)
         self.morph = jnp.asarray(ids[None])
         self.morph_mask = jnp.asarray([[morph_ids is not None and len(morph_ids) > 0] * len(ids)])
         self.rows = 0                      # <vision> tokens fed so far
 
-    def feed(self, token: int, feature: np.ndarray | None = None) -> np.ndarray:
-        """Feed one token (a `<vision>` when `feature` (N, C) is given); next-token logits."""
-        if self.used >= self.max_len:
+    def feed(self, tokens, feature: np.ndarray | None = None) -> np.ndarray:
+        """Feed one token, or a run of tokens, in order (a `<vision>` alone, with its step's
+        `feature` (N, C)); the next-token logits after the last one."""
+        tokens = [int(tokens)] if np.ndim(tokens) == 0 else [int(t) for t in tokens]
+        if not tokens:
+            raise ValueError("ModelStream.feed: no tokens")
+        if feature is not None and len(tokens) != 1:
+            raise ValueError("ModelStream.feed: a <vision> token with its feature is fed alone")
+        if self.used + len(tokens) > self.max_len:
             raise RuntimeError(f"KV cache full ({self.max_len} tokens): raise the coach's max_len")
-        row = 0
+        feat = self._zero
         if feature is not None:
             if self.rows >= self.features.shape[1]:
                 raise RuntimeError(f"feature buffer full ({self.features.shape[1]} steps)")
-            row = self.rows
-            self.features[0, row] = feature
+            self.features[0, self.rows] = feature
             self.rows += 1
-            self._dev_features = None
-        if self._dev_features is None:
-            self._dev_features = jnp.asarray(self.features)
-        logits, self.cache = _feed(self.graphdef, self.state, self.cache, jnp.int32(token),
-                                   jnp.asarray(feature is not None), jnp.int32(row),
-                                   self._dev_features, self.morph, self.morph_mask)
-        self.used += 1
+            feat = jnp.asarray(feature, jnp.float32)
+        for a in range(0, len(tokens), _CHUNK):
+            run = tokens[a:a + _CHUNK]
+            # padding must fit the hard limit too (then the run takes its own, exact shape)
+            size = min(_bucket(len(run)), self.max_len - self.used)
+            slots = self.cache.valid.shape[1]
+            if self.used + size > slots:
+                grown = slots
+                while self.used + size > grown:
+                    grown *= 2
+                self.cache = grow_cache(self.cache, min(grown, self.max_len))
+            padded = np.zeros(size, np.int32)
+            padded[:len(run)] = run
+            logits, self.cache = self._feed(self.state, self.cache, jnp.asarray(padded),
+                                            jnp.int32(len(run)), jnp.asarray(feature is not None),
+                                            feat, self.morph, self.morph_mask)
+            self.used += len(run)
         return np.asarray(logits)
 
 
@@ -141,8 +184,7 @@ class LLMCoach:
         k = int(round(t / self.step_s))
         self.poses.fill_until(t)
         if k == 0:
-            for tok in self.prompt:
-                self.stream.feed(tok)
+            self.stream.feed(self.prompt)
         elif k < self.skip_until:
             return []                      # speaking: this step is not watched
         feature = self.zero if k == 0 else self.step_features.pop(k, self.zero)
@@ -188,9 +230,8 @@ class LLMCoach:
         if text == self.last_context:
             return
         self.last_context = text
-        for tok in [self.tok.motion_id] + self.tok.encode(text, bos=False):
-            self.stream.feed(tok)
-        self.logits = self.stream.feed(self.tok.motion_end_id)
+        self.logits = self.stream.feed([self.tok.motion_id] + self.tok.encode(text, bos=False)
+                                       + [self.tok.motion_end_id])
 
     def _generate(self) -> tuple[str, int]:
         """Feed <answer>, then greedy tokens under the grammar until <answer/>."""

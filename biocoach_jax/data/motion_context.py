@@ -51,7 +51,8 @@ MOVING_ROM_DEG = 10.0   # a DoF with at least this range in the latest rep is pa
 EDGE_S = 0.25  # an incomplete cycle this close to an edge of the window is a fragment of a rep
 PAST_KEY_FRACTION = 0.1   # ... once back this much of its rise (ROM-relative: far above noise)
 UNDER_WAY_LATER_KINDS = ("tempo_fast", "tempo_slow", "incomplete")   # known at the rep's end only
-_MIN_ROWS = 8
+_MIN_ROWS = 8         # query rows are padded to a power of two >= this (few compiles), except
+                      # that a single query (the streaming coach's) runs alone
 _MIN_HISTORY = 256    # history lengths are padded to a power of two >= this (few compiles)
 _HISTORY_CYCLES = 64  # cycle slots of a history (a segment with more reps counts 64)
 
@@ -86,7 +87,7 @@ def _windows(poses: np.ndarray, query_times_s, fps: float, W: int | None):
     if W is None:
         W = max(_MIN_HISTORY, 1 << int(ends.max()).bit_length())
     starts = np.maximum(ends - W + 1, 0)
-    rows = max(_MIN_ROWS, 1 << max(0, len(q) - 1).bit_length())
+    rows = 1 if len(q) == 1 else max(_MIN_ROWS, 1 << (len(q) - 1).bit_length())
     out = np.zeros((rows, W, skel.NUM_DOFS), np.float32)
     lengths = np.ones(rows, np.int32)
     for r, (a, e) in enumerate(zip(starts, ends)):

@@ -13,7 +13,7 @@ from biocoach_jax.models.llama_io import CheckpointError  # noqa: F401
 from biocoach_jax.models.llama_layers import LoRAParam  # noqa: F401
 from biocoach_jax.models.llama_loading import load_llama, read_config  # noqa: F401
 from biocoach_jax.models.llama_model import (  # noqa: F401
-    KVCache, Llama, add_lora, init_cache, resize_token_embeddings)  # noqa: F401
+    KVCache, Llama, add_lora, grow_cache, init_cache, resize_token_embeddings)  # noqa: F401
 
 __all__ = ["CheckpointError", "KVCache", "Llama", "LlamaConfig", "add_lora", "LoRAConfig", "LoRAParam",
-           "init_cache", "load_llama", "read_config", "resize_token_embeddings"]
+           "grow_cache", "init_cache", "load_llama", "read_config", "resize_token_embeddings"]

@@ -38,6 +38,20 @@ def init_cache(cfg: LlamaConfig, batch: int, max_len: int, dtype=jnp.float32) ->
                    jnp.zeros((batch,), jnp.int32))
 
 
+def grow_cache(cache: KVCache, max_len: int) -> KVCache:
+    """The same cache with room for `max_len` slots (the new ones empty): a stream can start
+    small, since a decode step reads every slot of its cache."""
+    extra = max_len - cache.valid.shape[1]
+    if extra < 0:
+        raise ValueError(f"grow_cache: {max_len} slots < the {cache.valid.shape[1]} already there")
+
+    def pad(x):
+        return jnp.pad(x, [(0, 0), (0, extra)] + [(0, 0)] * (x.ndim - 2))
+
+    layers = tuple(LayerCache(pad(c.k), pad(c.v)) for c in cache.layers)
+    return KVCache(layers, cache.index, pad(cache.valid), cache.next_pos)
+
+
 class Llama(nnx.Module):
     """LlamaForCausalLM equivalent. `model(input_ids)` -> float32 logits (B, T, V).
 
