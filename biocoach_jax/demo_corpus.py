@@ -24,9 +24,6 @@ from biocoach_jax.data.motion_context import motion_contexts
 from biocoach_jax.data.sequence import build_episode_tokens, library_exercise, system_prompt
 
 CONTEXT_EVERY_S = 1.0
-# queries per kernel call: a fixed batch keeps the biomech kernel at one compiled shape (the
-# training pipeline's segments, with up to 16 feedbacks each, use the same one)
-QUERY_CHUNK = 16
 
 
 def _morph_text(measurements) -> str:
@@ -50,12 +47,9 @@ def _segment_contexts(seg, window_s: float, fps: float) -> list[str]:
     times = list(np.arange(window_s, len(grid) / fps, CONTEXT_EVERY_S))
     if not times:
         return []
-    out = []
-    for mask in (skel.dof_mask(ex.key_joints), np.ones(skel.NUM_DOFS, bool)):
-        for a in range(0, len(times), QUERY_CHUNK):
-            out += motion_contexts(grid, seg.poses.present, ex, times[a:a + QUERY_CHUNK],
-                                   window_s=window_s, fps=fps, dof_mask=mask)
-    return out
+    return [text for mask in (skel.dof_mask(ex.key_joints), np.ones(skel.NUM_DOFS, bool))
+            for text in motion_contexts(grid, seg.poses.present, ex, times, window_s=window_s,
+                                        fps=fps, dof_mask=mask)]
 
 
 def split_texts(data_dir, split: str = "train") -> list[str]:

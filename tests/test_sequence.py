@@ -103,6 +103,26 @@ def test_motion_context_reports_shallow_rep_and_is_causal(rng):
         assert motion_contexts(poses[:e + 1], np.ones(46, bool), SQUAT, [t]) == [text]
 
 
+def test_motion_context_memo_and_batching_change_nothing(rng):
+    """A query's text is the same whether it runs in a batch of 8, alone, or comes back from the
+    in-process memory of earlier calls (mixed with new queries in a smaller batch)."""
+    from biocoach_jax.data import motion_context as mc
+
+    poses, _ = squat_session(rng, [1.0, rng.uniform(0.4, 0.6), 1.0])
+    present = np.ones(46, bool)
+    q = sorted(float(t) for t in rng.uniform(0.2, len(poses) / FPS, 7))
+    mc._MEMO.texts.clear()
+    batch = motion_contexts(poses, present, SQUAT, q)          # one padded batch of 8 rows
+    mc._MEMO.texts.clear()
+    alone = [motion_contexts(poses, present, SQUAT, [t])[0] for t in q]
+    mc._MEMO.texts.clear()
+    first = motion_contexts(poses, present, SQUAT, q[::2])
+    mixed = motion_contexts(poses, present, SQUAT, q)          # half remembered, half computed
+    assert alone == batch and first == batch[::2] and mixed == batch
+    assert len(mc._MEMO.texts) == len(set(q))
+    assert len({t for t in batch}) > 1                          # the queries do differ
+
+
 def test_motion_context_window_and_dof_mask(rng):
     poses, spans = squat_session(rng, [rng.uniform(0.4, 0.55), 1.0])
     # The window starts 3 frames before the shallow rep ends (its bottom is out of the window,

@@ -4,9 +4,9 @@
 C_motion text computed from the poses up to t only: frame i is at time i / fps and is never used
 before its time. The rep count comes from the whole history [0, t]; everything else ONLY from
 the causal window [t - window_s, t] (the frames i with t - window_s <= i / fps <= t). All
-windows run through the biomech kernel as ONE padded batch (rows = queries, padded up to a power
-of two; time = the static window length), and all histories as another (time padded up to a
-power of two), so a whole episode's contexts cost two kernel calls and a handful of compiles.
+windows run through the biomech kernel as padded batches of a fixed number of rows (time = the
+static window length), and all histories as others (time padded up to a power of two), so a
+whole episode's contexts cost two kernel calls and a handful of compiles.
 
 What a query reports (rendered by `context.render_motion`, so the wording lives in one place):
   * the rep count: the repetitions so far in the history (the rules below, with the history's
@@ -35,7 +35,9 @@ DoFs the recording has; None = the exercise's own selection (`analysis.build_spe
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import math
 from typing import Sequence
 
@@ -51,9 +53,9 @@ MOVING_ROM_DEG = 10.0   # a DoF with at least this range in the latest rep is pa
 EDGE_S = 0.25  # an incomplete cycle this close to an edge of the window is a fragment of a rep
 PAST_KEY_FRACTION = 0.1   # ... once back this much of its rise (ROM-relative: far above noise)
 UNDER_WAY_LATER_KINDS = ("tempo_fast", "tempo_slow", "incomplete")   # known at the rep's end only
-_MIN_ROWS = 8         # query rows are padded to a power of two >= this (few compiles), except
-                      # that a single query (the streaming coach's) runs alone
-_MIN_HISTORY = 256    # history lengths are padded to a power of two >= this (few compiles)
+_ROWS = 16            # queries run in batches of exactly this many rows (one compiled shape),
+                      # except that a single query (the streaming coach's) runs alone
+_MIN_HISTORY = 512    # history lengths are padded to a power of two >= this (few compiles)
 _HISTORY_CYCLES = 64  # cycle slots of a history (a segment with more reps counts 64)
 
 
@@ -87,7 +89,7 @@ def _windows(poses: np.ndarray, query_times_s, fps: float, W: int | None):
     if W is None:
         W = max(_MIN_HISTORY, 1 << int(ends.max()).bit_length())
     starts = np.maximum(ends - W + 1, 0)
-    rows = 1 if len(q) == 1 else max(_MIN_ROWS, 1 << (len(q) - 1).bit_length())
+    rows = 1 if len(q) == 1 else _ROWS
     out = np.zeros((rows, W, skel.NUM_DOFS), np.float32)
     lengths = np.ones(rows, np.int32)
     for r, (a, e) in enumerate(zip(starts, ends)):
@@ -158,10 +160,43 @@ def _window_text(exercise, spec, result, row: int, length: int, cut: bool, fps: 
     return context.render_motion(exercise, count, state, violations)
 
 
+class _Memo:
+    """In-process memory of computed texts, one per (recording, exercise, settings, query time):
+    the training sources of several stages, the LM corpus and the tokenizer ask for the same
+    contexts again, and each costs a kernel call. A query's text depends on nothing else (the
+    batch it ran in only pads it), so a repeated query is answered from here."""
+
+    def __init__(self, max_entries: int = 50_000):
+        self.texts: collections.OrderedDict = collections.OrderedDict()
+        self.exercises: dict[int, Exercise] = {}   # keeps keyed exercises alive (ids stay unique)
+        self.max_entries = max_entries
+
+    def key(self, poses, present, exercise, window_s, fps, dof_mask) -> tuple:
+        self.exercises[id(exercise)] = exercise
+        mask = None if dof_mask is None else np.asarray(dof_mask, bool).tobytes()
+        digest = hashlib.blake2b(poses.tobytes(), digest_size=16).digest()
+        return (digest, poses.shape, present.tobytes(), id(exercise), float(window_s), float(fps), mask)
+
+    def get(self, key, t):
+        text = self.texts.get((key, t))
+        if text is not None:
+            self.texts.move_to_end((key, t))
+        return text
+
+    def put(self, key, t, text: str) -> None:
+        self.texts[(key, t)] = text
+        while len(self.texts) > self.max_entries:
+            self.texts.popitem(last=False)
+
+
+_MEMO = _Memo()
+
+
 def motion_contexts(poses, present, exercise: Exercise, query_times_s: Sequence[float], *,
                     window_s: float = 3.0, fps: float = 16.0, dof_mask=None) -> list[str]:
     """C_motion text at each query time from the poses up to it (count: the whole history; the
-    rest: the causal window before it; module doc).
+    rest: the causal window before it; module doc). Texts already computed in this process
+    for the same inputs are reused (`_Memo`).
 
     poses: (T, 46) radians, frame i at time i / fps; present: (46,) bool DoFs the recording has;
     query_times_s: seconds on the same clock (>= 0).
@@ -179,6 +214,19 @@ def motion_contexts(poses, present, exercise: Exercise, query_times_s: Sequence[
         return []
     if not np.isfinite(q).all() or (q < 0).any():
         raise ValueError(f"motion_contexts: query times must be finite and >= 0, got {q}")
+    key = _MEMO.key(poses, present, exercise, window_s, fps, dof_mask)
+    todo = sorted({float(t) for t in q if _MEMO.get(key, float(t)) is None})
+    if todo:
+        for t, text in zip(todo, _compute(poses, present, exercise, np.asarray(todo), window_s,
+                                          fps, dof_mask)):
+            _MEMO.put(key, t, text)
+    return [_MEMO.get(key, float(t)) for t in q]
+
+
+def _compute(poses, present, exercise, q, window_s, fps, dof_mask) -> list[str]:
+    if len(q) > _ROWS:
+        return [text for a in range(0, len(q), _ROWS)
+                for text in _compute(poses, present, exercise, q[a:a + _ROWS], window_s, fps, dof_mask)]
     spec = _spec(exercise, present, dof_mask)
     hist, hist_len, _ = _windows(poses, q, fps, None)
     hspec = dataclasses.replace(spec, max_cycles=_HISTORY_CYCLES, max_peaks=2 * _HISTORY_CYCLES)
