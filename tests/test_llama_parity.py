@@ -59,6 +59,24 @@ def test_padded_batch_equals_unpadded_rows(models, rng, left):
         assert max_abs(got[i][row], alone) < TOL
 
 
+def test_long_rows_use_query_blocks_and_match_hf(models, rng):
+    """Rows of at least two query blocks take the blocked causal attention (each block scored
+    against its key prefix only): same logits as HF, odd length (a partial last block), with a
+    right-padded and a left-padded row."""
+    from biocoach_jax.models.llama_layers import Q_BLOCK
+
+    hf, ours, _ = models["gqa_tied_llama3_sharded"]
+    t = 2 * Q_BLOCK + int(rng.integers(1, Q_BLOCK // 2)) * 2 + 1
+    lengths = [t, int(rng.integers(Q_BLOCK, t - 3))]
+    for left in (False, True):
+        ids, mask = padded_batch(rng, lengths, t, hf.config.vocab_size, left=left)
+        got = ours_logits(ours, ids, mask)
+        pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+        want = hf_logits(hf, ids, mask, pos)
+        for i in range(2):
+            assert max_abs(got[i][mask[i]], want[i][mask[i]]) < TOL
+
+
 def test_kv_cache_decode_equals_full_forward(models, rng):
     hf, ours, _ = models["gqa8_bin_llama3_v4cfg"]
     v, t, k = hf.config.vocab_size, 24, 12  # (3, 24): the forward compiled for the logits test

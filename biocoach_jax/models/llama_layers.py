@@ -111,12 +111,28 @@ class Attention(nnx.Module):
             cache = LayerCache(k, v)
         # grouped-query attention: each kv head serves h // kv query heads, no repeat copy
         q = q.reshape(b, t, kv, h // kv, d)
-        scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype),
-                            preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(d))
-        scores = jnp.where(mask[:, None, None, :, :], scores, _NEG)
-        probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-        out = jnp.einsum("bkgts,bskd->btkgd", probs, v).reshape(b, t, h * d)
-        return self.o_proj(out.astype(x.dtype)), cache
+        if cache is None and t >= 2 * Q_BLOCK:
+            # Without a cache the mask is causal (keys = queries): a block of queries never sees
+            # a key past its own end, so it is scored against that prefix only (about 40% fewer
+            # score elements at 1024 tokens: long training rows are attention-bound on CPU).
+            out = jnp.concatenate([_attend(q[:, a:a + Q_BLOCK], k[:, :a + Q_BLOCK], v[:, :a + Q_BLOCK],
+                                           mask[:, a:a + Q_BLOCK, :a + Q_BLOCK])
+                                   for a in range(0, t, Q_BLOCK)], axis=1)
+        else:
+            out = _attend(q, k, v, mask)
+        return self.o_proj(out.reshape(b, t, h * d).astype(x.dtype)), cache
+
+
+Q_BLOCK = 128  # query block of the uncached attention
+
+
+def _attend(q, k, v, mask):
+    """softmax(q k^T / sqrt(d)) v for q (B, T, kv, g, d), k/v (B, S, kv, d), mask (B, T, S)."""
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k.astype(q.dtype),
+                        preferred_element_type=jnp.float32) / jnp.sqrt(jnp.float32(q.shape[-1]))
+    scores = jnp.where(mask[:, None, None, :, :], scores, _NEG)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    return jnp.einsum("bkgts,bskd->btkgd", probs, v)
 
 
 class MLP(nnx.Module):
