@@ -123,9 +123,8 @@ def tokenizer_run(ctx: Context) -> str:
     from biocoach_jax.demo_corpus import split_texts, tokenizer_lines
     from biocoach_jax.tokenizer import train_bpe_tokenizer
 
-    cfg = ctx.config("lm")
-    lines = tokenizer_lines(load_segments(ctx.data_dir, "train"), split_texts(ctx.data_dir),
-                            window_s=float(cfg.data.window_s), fps=float(cfg.data.fps))
+    lines = tokenizer_lines(load_segments(ctx.data_dir, "train"), ctx.config("biocoach"),
+                            split_texts(ctx.data_dir))
     tok = train_bpe_tokenizer(lines, int(cfg.tokenizer.vocab_size), ctx.root / "tokenizer",
                               seed=ctx.plan.seed)
     return f"{len(lines)} distinct lines, vocabulary {tok.vocab_size}"

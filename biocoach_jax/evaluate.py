@@ -36,11 +36,13 @@ def _record_truth(r: dict, kinds) -> dict | None:
     """A truth record {"dof", "kind", "value_deg"} from a ground-truth entry: the synthetic
     writer's feedback lines carry `facts` ({"dof", "kind", "value", "unit"}); flat records
     carry dof / kind / value_deg themselves."""
-    for f in r.get("facts") or [r]:
-        if isinstance(f, dict) and f.get("kind") in kinds:
-            value = f.get("value_deg", f.get("value") if f.get("unit", "deg") == "deg" else None)
-            return {"dof": f.get("dof"), "kind": f["kind"], "value_deg": value}
-    return None
+    facts = [f for f in r.get("facts") or [r] if isinstance(f, dict) and f.get("kind") in kinds]
+    if not facts:
+        return None
+    f = facts[0]   # a bilateral line has one fact per side: the first speaks for both
+    value = f.get("value_deg", f.get("value") if f.get("unit", "deg") == "deg" else None)
+    dofs = [g["dof"] for g in facts if g["kind"] == f["kind"] and g.get("dof") is not None]
+    return {"dof": f.get("dof"), "dofs": dofs, "kind": f["kind"], "value_deg": value}
 
 
 def segment_truths(seg) -> list:

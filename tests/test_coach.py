@@ -69,7 +69,7 @@ def test_speaker_never_overlaps_and_prefers_corrections():
 
 
 def test_causal_pose_buffer_is_zero_order_hold(rng):
-    from biocoach_jax.data.sequence import _grid_poses
+    from biocoach_jax.data.sequence import grid_poses
     from biocoach_jax.data.poses import PoseRecording
 
     n = int(rng.integers(20, 40))
@@ -81,7 +81,7 @@ def test_causal_pose_buffer_is_zero_order_hold(rng):
     buf.fill_until(t[-1])
     rec = PoseRecording(q, np.ones(46, bool), t - 0.0, 16.0, None, "x", "npz")
     # oracle: the training sequences' grid (last pose at or before each grid time)
-    want = _grid_poses(rec, t[-1], 16.0)
+    want = grid_poses(rec, 16.0)
     np.testing.assert_allclose(buf.poses, want, atol=1e-6)
 
 

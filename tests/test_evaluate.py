@@ -112,15 +112,19 @@ def test_segment_truths_pick_the_fact_of_the_same_feedback():
 
     gt = {"feedbacks": [
         {"time_s": 10.2, "text": "Bend your knees more!", "facts": [
-            {"dof": "knee_angle_r", "kind": "below_interval", "value": 71.5, "unit": "deg"}]},
+            {"dof": "knee_angle_r", "kind": "below_interval", "value": 71.5, "unit": "deg"},
+            {"dof": "knee_angle_l", "kind": "below_interval", "value": 73.0, "unit": "deg"}]},
         {"time_s": 10.4, "text": "3 reps", "facts": [{"kind": "count", "value": 3}]},
         {"time_s": 14.0, "text": "Slow down", "facts": [
             {"dof": "knee_angle_r", "kind": "tempo_fast", "value": 0.9, "unit": "s"}]}]}
     seg = SimpleNamespace(start_s=8.0, ground_truth=gt, feedbacks=[
         (2.3, "Bend your knees more!"), (2.4, "3 reps"), (6.1, "Slow down"), (20.0, "Nice"), (5.5, "Too quick")])
     got = segment_truths(seg)
-    assert got[0] == {"dof": "knee_angle_r", "kind": "below_interval", "value_deg": 71.5}
+    # a bilateral line: the first fact speaks for the line, both DoFs are named
+    assert got[0] == {"dof": "knee_angle_r", "dofs": ["knee_angle_r", "knee_angle_l"],
+                      "kind": "below_interval", "value_deg": 71.5}
     assert got[1] is None        # its own entry (same text) has no violation fact
-    assert got[2] == {"dof": "knee_angle_r", "kind": "tempo_fast", "value_deg": None}
+    assert got[2] == {"dof": "knee_angle_r", "dofs": ["knee_angle_r"], "kind": "tempo_fast",
+                      "value_deg": None}
     assert got[3] is None
     assert got[4] == got[2]      # no entry of its own: the nearest violation within 1.5 s

@@ -29,6 +29,10 @@ KNEE_PRED = "Your right knee only reached 72° of flexion at the bottom; aim for
     ("Keep both sides even: your shoulder differs by 28° between left and right.",
      (("shoulder", None),), "asymmetry", 28.0),
     ("Your hips differ by 12 degrees between sides", (("hip", None),), "asymmetry", 12.0),
+    ("Even it out: there's a 35° difference between your left and right shoulders.",
+     (("shoulder", None),), "asymmetry", 35.0),
+    ("Keep a steady rhythm - 2.2 s is longer than 1.6 s.", (), "too_slow", None),
+    ("Too much movement at your lower back: 25° of extension.", (("trunk", None),), "instability", 25.0),
 ])
 def test_parse_facts_hand_written(sentence, joints, direction, value):
     f = parse_facts(sentence)
@@ -141,3 +145,55 @@ def test_bad_truth_records_raise_value_errors():
 ])
 def test_the_measured_angle_is_scored_not_the_target(sentence, measured):
     assert parse_facts(sentence).value_deg == measured
+
+
+# every error family of the synthetic coach (data/synth/templates.py) and its direction
+FAMILY_DIRECTION = {"insufficient_range": "too_little", "excess_range": "too_much",
+                    "trunk_flexion": "too_much", "back_arch": "too_much", "knee_valgus": "too_much",
+                    "elbow_flare": "too_much", "asymmetry": "asymmetry", "instability": "instability",
+                    "tempo_fast": "too_fast", "tempo_slow": "too_slow"}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILY_DIRECTION))
+def test_every_synthetic_coach_template_reads_back(family, rng):
+    """The metric understands the language of the synthetic world's own coach: each template,
+    filled with random values, parses to its family's direction and its measured value (never
+    the bound), and names the joint it was filled with."""
+    from biocoach_jax.data.synth.templates import FAMILIES
+
+    direction = FAMILY_DIRECTION[family]
+    for template in FAMILIES[family]:
+        v, b, diff = (int(x) for x in rng.integers(5, 150, 3))
+        bound = int(rng.integers(5, 150))
+        target = (f"at least {bound}° of flexion" if direction == "too_little"
+                  else f"at most {bound}° of flexion")
+        dur, lim = f"{rng.uniform(0.5, 9):.1f}", f"{rng.uniform(0.5, 9):.1f}"
+        joint = str(rng.choice(["right knee", "left elbow", "shoulders", "hips"]))
+        text = template.format(joint=joint, motion="flexion", v=v, target=target, b=b, diff=diff,
+                               kf="at the bottom", dur=dur, lim=lim)
+        f = parse_facts(text)
+        assert f.direction == direction, text
+        if direction in ("too_fast", "too_slow"):
+            assert f.value_deg is None, text
+        else:
+            assert f.value_deg == (diff if direction == "asymmetry" else v), text
+        if "{joint}" in template:
+            key = {"knee": "knee", "elbo": "elbow", "shou": "shoulder", "hips": "hip"}[joint.split()[-1][:4]]
+            assert key in [k for k, _ in f.joints], text
+
+
+def test_bilateral_truth_accepts_plural_and_either_side():
+    """A bilateral error ("your shoulders") is one truth over both DoFs: the plural, either side
+    or no side names it; a sided truth is still missed by the other side only."""
+    truth = {"dof": "shoulder_r_x", "dofs": ["shoulder_r_x", "shoulder_l_x"], "kind": "below_interval",
+             "value_deg": 42.0}
+    preds = ["Your shoulders only reached 41° of abduction.",
+             "Your left shoulder only reached 41° of abduction.",
+             "Your shoulder only reached 41° of abduction.",
+             "Your hips only reached 41° of abduction."]
+    r = bio_fact_accuracy([("", p) for p in preds], [truth] * 4)
+    assert r["joint_acc"] == 0.75 and r["all_acc"] == 0.75
+    right_only = {"dof": "knee_angle_r", "kind": "below_interval", "value_deg": 72.0}
+    r = bio_fact_accuracy([("", "Your knee only reached 72°."), ("", "Your left knee only reached 72°.")],
+                          [right_only] * 2)
+    assert r["joint_acc"] == 0.5

@@ -123,7 +123,7 @@ def merge_events(*sources: Iterable[Event]) -> Iterator[Event]:
 class CausalPoseBuffer:
     """Poses on the grid t = k / fps (k = 0, 1, ...), zero-order hold: each grid time takes the
     last pose at or before it (the first pose for grid times before it), never a later one --
-    the rule the training sequences use (`data.sequence._grid_poses`). Call `fill_until(t)` when
+    the rule the training sequences use (`data.sequence.grid_poses`). Call `fill_until(t)` when
     every pose up to t has been pushed."""
 
     def __init__(self, fps: float = 16.0, capacity_s: float = 600.0):

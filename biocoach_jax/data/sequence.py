@@ -148,16 +148,22 @@ def plan_stream(feedback_steps: Sequence[int], feedback_lengths: Sequence[int], 
     return events
 
 
-def _grid_poses(poses, duration_s: float, fps: float) -> np.ndarray:
-    """Poses on the grid k / fps (k = 0 .. duration * fps), zero-order hold: each grid time takes
-    the last pose frame at or before it (the first frame before it exists), never a later one."""
+def grid_poses(poses, fps: float) -> np.ndarray:
+    """A recording's poses on the grid k / fps up to its last frame, zero-order hold: each grid
+    time takes the last pose frame at or before it (the first frame before it exists), never a
+    later one."""
     t = np.asarray(poses.timestamps, np.float64)
-    g = np.arange(int(math.floor(duration_s * fps + 1e-9)) + 1) / fps
+    g = np.arange(int(math.floor(t[-1] * fps + 1e-9)) + 1) / fps
     idx = np.clip(np.searchsorted(t, g + 1e-9, side="right") - 1, 0, len(t) - 1)
     return np.asarray(poses.poses, np.float64)[idx]
 
 
-def _contexts(segment, ex: Exercise | None, times: list[float], cfg) -> list[str | None]:
+def segment_contexts(segment, times: Sequence[float], cfg) -> list[str | None]:
+    """C_motion at each time (seconds after the segment start) as `cfg.data` asks for it (the
+    DoFs of the exercise's labelled joints or all of them, tau, fps); None for every time when
+    there is no context (motion context off, no poses, an exercise outside the library)."""
+    times = [float(t) for t in times]
+    ex = library_exercise(segment.exercise)
     if not times or ex is None or segment.poses is None or not _data_field(cfg, "use_motion_context", True):
         return [None] * len(times)
     fps = float(_data_field(cfg, "fps", 16.0))
@@ -165,7 +171,9 @@ def _contexts(segment, ex: Exercise | None, times: list[float], cfg) -> list[str
     if which not in ("labels", "all"):
         raise ValueError(f"config data.context_dofs must be 'labels' or 'all', got {which!r}")
     mask = skel.dof_mask(ex.key_joints) if which == "labels" else np.ones(skel.NUM_DOFS, bool)
-    grid = _grid_poses(segment.poses, max(times), fps)
+    # the whole recording (not just up to the last query): the texts are causal either way,
+    # and one array per segment lets every caller share motion_contexts' memory
+    grid = grid_poses(segment.poses, fps)
     return motion_contexts(grid, segment.poses.present, ex, times,
                            window_s=float(_data_field(cfg, "window_s", 3.0)), fps=fps, dof_mask=mask)
 
@@ -182,7 +190,7 @@ def build_episode_tokens(segment, num_steps: int, tokenizer: Tokenizer, cfg, *,
     steps = [int(math.floor(t * step_hz + 1e-9)) for t, _ in fbs]
     events = plan_stream(steps, [len(x) for x in fb_ids], num_steps, step_hz)
     answers = [e for e in events if e[0] == "answer"]
-    ctx = _contexts(segment, ex, [e[2] / step_hz for e in answers], cfg)
+    ctx = segment_contexts(segment, [e[2] / step_hz for e in answers], cfg)
     ctx_of = {e[1]: c for e, c in zip(answers, ctx)}
 
     toks = [tokenizer.bos_id] + _encode_text(tokenizer, system_prompt(segment.exercise), where)

@@ -9,7 +9,7 @@ For each matched (ground truth, prediction) pair the truth is either a structure
 synthetic world, e.g. `{"dof": "knee_angle_r", "kind": "below_interval", "value_deg": 72.0}`, or,
 for real data, the facts parsed from the reference text. The prediction is then checked on three
 criteria, each only where the truth says something about it:
-- joint: the prediction names the truth's joint (with the same side when the truth has a side);
+- joint: the prediction names the truth's joint (on its side, or on no side: "your knees");
 - direction: the prediction's first direction cue equals the truth's direction;
 - number: the prediction's first angle is within `tol_deg` (default 5) of the truth's value
   (magnitudes: feedback text writes "10 degrees of dorsiflexion", not "-10 degrees").
@@ -62,28 +62,61 @@ KIND_TO_DIRECTION: dict[str, str] = {
     "tempo_fast": "too_fast", "tempo_slow": "too_slow",
 }
 
-# Direction cues; the EARLIEST cue in the sentence decides. "slow down" means too fast, "speed
-# up" too slow, "aim for more" too little.
-DIRECTION_CUES: dict[str, tuple[str, ...]] = {
-    "too_little": (r"insufficient\w*", r"not (?:\w+ )?enough", r"only (?:reached|got|went|bent|"
-                   r"came|hit|made it)", r"aim for (?:at least|more)", r"at least",
-                   r"too (?:little|shallow)", r"more (?:depth|range|flexion|extension|bend\w*)",
-                   r"deeper", r"incomplete", r"partial", r"short of", r"limited",
-                   r"under-?(?:flex|extend|rotat)\w*", r"(?:bend|flex|extend|open|lift|raise|"
-                   r"straighten|lower) (?:\w+ ){0,2}(?:more|further)"),
-    "too_much": (r"too much", r"excessive\w*", r"too far", r"over-?(?:flex|extend|rotat|arch|"
-                 r"bend|reach|stretch)\w*", r"hyper-?extend\w*", r"beyond", r"exceed\w*",
-                 r"past (?:the |your |its )?(?:safe )?(?:limit|range)", r"aim for less",
-                 r"less (?:flexion|extension|bend\w*|lean\w*|arch\w*|rotation)", r"reduce"),
-    "asymmetry": (r"asymmetr\w*", r"uneven\w*", r"imbalance\w*", r"unbalanced", r"lopsided",
-                  r"than (?:the|your) other side", r"differ\w* (?:by [\d.]+\s*(?:°|degrees?) )?between",
-                  r"one side", r"both sides even"),
-    "instability": (r"instab\w*", r"unstable", r"wobbl\w*", r"shak\w*", r"sway\w*",
-                    r"steady", r"stabili[sz]\w*"),
-    "too_fast": (r"too fast", r"too quick\w*", r"rush\w*", r"slow down", r"slower",
-                 r"more slowly", r"control the (?:descent|tempo)"),
-    "too_slow": (r"too slow\w*", r"speed up", r"pick up the pace", r"faster", r"more quickly"),
-}
+# Direction cues, (direction, regex) in PRIORITY order. The EARLIEST cue in the sentence decides;
+# where two cues start at the same word the one listed first wins, so specific phrases come
+# before the generic words they begin with ("too much movement" before "too much", "drift
+# inward" before "drift"). Bounds are cues too: "keep it to at most 15°" means too much, "aim for
+# at least 90°" too little. A sentence about a duration ("2.2 s") and no angle is a tempo
+# sentence and reads TEMPO_CUES instead, where "at least 1.5 s" means too fast and "within 1.6 s"
+# too slow. The synthetic coach's every template parses to its own direction (tested).
+DIRECTION_CUES: tuple[tuple[str, str], ...] = (
+    # instability
+    ("instability", r"too much movement"), ("instability", r"hold (?:it|them|your \w+(?: \w+)?) "
+     r"(?:still|in place)"), ("instability", r"lock in"), ("instability", r"instab\w*"),
+    ("instability", r"unstable"), ("instability", r"stabili[sz]\w*"), ("instability", r"steady"),
+    ("instability", r"wobbl\w*"), ("instability", r"shak\w*"), ("instability", r"sway\w*"),
+    # too much: collapse / flare / arch / round ... and upper bounds
+    ("too_much", r"(?:drift\w*|mov\w*|cav\w*|collaps\w*) in(?:ward)?"), ("too_much", r"knees out"),
+    ("too_much", r"flar\w*"), ("too_much", r"too wide"), ("too_much", r"tuck"),
+    ("too_much", r"arch\w*"), ("too_much", r"round\w*"), ("too_much", r"chest up"),
+    ("too_much", r"lift your chest"), ("too_much", r"lean\w*"), ("too_much", r"ease off"),
+    ("too_much", r"overdo\w*"), ("too_much", r"too much"), ("too_much", r"excessive\w*"),
+    ("too_much", r"too far"), ("too_much", r"over-?(?:flex|extend|rotat|arch|bend|reach|stretch)\w*"),
+    ("too_much", r"hyper-?extend\w*"), ("too_much", r"beyond"), ("too_much", r"exceed\w*"),
+    ("too_much", r"past (?:the |your |its )?(?:safe )?(?:limit|range)"), ("too_much", r"aim for less"),
+    ("too_much", r"less (?:flexion|extension|bend\w*|lean\w*|arch\w*|rotation)"), ("too_much", r"reduce"),
+    ("too_much", r"closer to your body"), ("too_much", r"at most"), ("too_much", r"the limit is"),
+    ("too_much", r"keep (?:it|them) (?:to|under|below)"), ("too_much", r"no more than"),
+    # asymmetry
+    ("asymmetry", r"asymmetr\w*"), ("asymmetry", r"symmetr\w*"), ("asymmetry", r"uneven\w*"),
+    ("asymmetry", r"imbalance\w*"), ("asymmetry", r"unbalanced"), ("asymmetry", r"lopsided"),
+    ("asymmetry", r"even it out"), ("asymmetry", r"balance the load"), ("asymmetry", r"both sides"),
+    ("asymmetry", r"one side"), ("asymmetry", r"than (?:the|your) other side"),
+    ("asymmetry", r"differ\w*"), ("asymmetry", r"difference"), ("asymmetry", r"apart"),
+    # instability again, after the phrases above that contain these words
+    ("instability", r"shift\w*"), ("instability", r"drift\w*"), ("instability", r"moved"),
+    # too little
+    ("too_little", r"insufficient\w*"), ("too_little", r"not (?:\w+ )?enough"),
+    ("too_little", r"only (?:reached|got|went|bent|came|hit|made it)"), ("too_little", r"stopped short"),
+    ("too_little", r"go further"), ("too_little", r"push the range"), ("too_little", r"not quite there"),
+    ("too_little", r"aim for (?:at least|more)"), ("too_little", r"at least"),
+    ("too_little", r"too (?:little|shallow)"), ("too_little", r"more (?:depth|range|flexion|extension|bend\w*)"),
+    ("too_little", r"deeper"), ("too_little", r"incomplete"), ("too_little", r"partial"),
+    ("too_little", r"short of"), ("too_little", r"limited"), ("too_little", r"under-?(?:flex|extend|rotat)\w*"),
+    ("too_little", r"(?:bend|flex|extend|open|lift|raise|straighten|lower) (?:\w+ ){0,2}(?:more|further)"),
+    # tempo phrases (also outside tempo sentences: "Slow down!")
+    ("too_fast", r"too fast"), ("too_fast", r"too quick\w*"), ("too_fast", r"rush\w*"),
+    ("too_fast", r"slow (?:down|it)"), ("too_fast", r"slower"), ("too_fast", r"more slowly"),
+    ("too_fast", r"control the (?:descent|tempo|movement)"), ("too_fast", r"easy on the speed"),
+    ("too_slow", r"too slow\w*"), ("too_slow", r"speed up"), ("too_slow", r"pick up the pace"),
+    ("too_slow", r"faster"), ("too_slow", r"more quickly"), ("too_slow", r"quicker"),
+)
+TEMPO_CUES: tuple[tuple[str, str], ...] = tuple(c for c in DIRECTION_CUES if c[0] in ("too_fast", "too_slow")) + (
+    ("too_slow", r"keep moving"), ("too_slow", r"(?:don'?t )?pause\w*"), ("too_slow", r"dragg?\w*"),
+    ("too_slow", r"longer than"), ("too_fast", r"at least"), ("too_fast", r"or longer"),
+    ("too_fast", r"only"), ("too_slow", r"at most"), ("too_slow", r"or less"), ("too_slow", r"under"),
+    ("too_slow", r"within"),
+)
 
 _WORD = r"(?<![a-z_]){}(?![a-z_])"
 _JOINT_RE = re.compile("|".join(
@@ -92,9 +125,16 @@ _JOINT_RE = re.compile("|".join(
 # SKEL DoF and joint names written verbatim (longest first, so knee_angle_r beats a prefix).
 _SKEL_NAMES = sorted(set(skel.DOF_NAMES) | set(skel.JOINT_NAMES), key=len, reverse=True)
 _SKEL_RE = re.compile(_WORD.format("(" + "|".join(map(re.escape, _SKEL_NAMES)) + ")"))
-_DIRECTION_RE = re.compile("|".join(
-    f"(?P<{d}>{_WORD.format('(?:' + '|'.join(cues) + ')')})"
-    for d, cues in DIRECTION_CUES.items()))
+
+
+def _cue_re(cues) -> tuple[re.Pattern, tuple[str, ...]]:
+    """One regex of the cues in order (group i = cue i) and each group's direction."""
+    return (re.compile("|".join(f"(?P<c{i}>{_WORD.format('(?:' + rx + ')')})" for i, (_, rx) in enumerate(cues))),
+            tuple(d for d, _ in cues))
+
+
+_DIRECTION_RE, _TEMPO_RE = _cue_re(DIRECTION_CUES), _cue_re(TEMPO_CUES)
+_DURATION_RE = re.compile(r"\d+(?:\.\d+)?\s*(?:s|secs?|seconds?)\b")
 _ANGLE_RE = re.compile(r"(-?\d+(?:\.\d+)?)\s*(?:°|º|degrees?\b|degs?\b)")
 # Words right before an angle that mark it as the target/bound rather than the measured value
 # ("aim for at least 90°", "at most 30° allowed"): the measured number is what is scored.
@@ -105,6 +145,7 @@ _TARGET_BEFORE_RE = re.compile(r"(?:at least|at most|aim for|aim to|target|no mo
 _TARGET_AFTER_RE = re.compile(r"^\s*(?:required|allowed|is the target|is the goal|or more|or less|"
                               r"\(now\b)")
 _SIDE_BEFORE_RE = re.compile(r"\b(left|right)\b(?:[ -]+[a-z']+){0,2}[ -]*$")
+_BOTH_SIDES_RE = re.compile(r"\b(?:left and right|right and left|both|two)\b(?:[ -]+[a-z']+){0,1}[ -]*$")
 _SIDE_AFTER_RE = re.compile(r"^\s+on (?:the|your) (left|right)\b")
 
 
@@ -127,6 +168,8 @@ def _skel_joint_key(skel_joint: str) -> tuple[str, str | None]:
 
 
 def _side_near(text: str, start: int, end: int) -> str | None:
+    if _BOTH_SIDES_RE.search(text[max(0, start - 30):start]):
+        return None                  # "left and right shoulders", "both knees": no one side
     m = _SIDE_BEFORE_RE.search(text[max(0, start - 30):start])
     if m is None:
         m = _SIDE_AFTER_RE.match(text[end:end + 25])
@@ -148,28 +191,29 @@ def parse_facts(sentence: str) -> Facts:
         found.append((m.start(), (m.lastgroup, _side_near(text, m.start(), m.end()))))
     found.sort(key=lambda x: x[0])
     joints = tuple(dict.fromkeys(j for _, j in found))  # de-duplicated, first mention first
-    d = _DIRECTION_RE.search(text)
     angles = list(_ANGLE_RE.finditer(text))
+    cue_re, directions = _TEMPO_RE if _DURATION_RE.search(text) and not angles else _DIRECTION_RE
+    d = cue_re.search(text)
     measured = [a for a in angles if not _TARGET_BEFORE_RE.search(text[max(0, a.start() - 24):a.start()])
                 and not _TARGET_AFTER_RE.search(text[a.end():a.end() + 24])]
     a = (measured or angles or [None])[0]
-    return Facts(joints=joints, direction=None if d is None else d.lastgroup,
+    return Facts(joints=joints, direction=None if d is None else directions[int(d.lastgroup[1:])],
                  value_deg=None if a is None else float(a.group(1)))
 
 
 def facts_from_truth(truth: Mapping) -> Facts:
-    """Facts of a structured truth record {"dof", "kind", "value_deg"} (dof/value may be None)."""
+    """Facts of a structured truth record {"dof", "kind", "value_deg"} (dof/value may be None;
+    an optional "dofs" list names every DoF of a bilateral error, both sides)."""
     if not isinstance(truth, Mapping):
         raise ValueError(f"truth must be a dict with dof/kind/value_deg, got {truth!r}")
     kind = truth.get("kind")
     if kind not in KIND_TO_DIRECTION:
         raise ValueError(f"truth kind must be one of {sorted(KIND_TO_DIRECTION)}, got {kind!r}")
-    dof = truth.get("dof")
-    joints: tuple = ()
-    if dof is not None:
+    dofs = [d for d in [truth.get("dof"), *(truth.get("dofs") or ())] if d is not None]
+    for dof in dofs:
         if dof not in skel.DOF_NAMES:
             raise ValueError(f"truth dof {dof!r} is not a SKEL DoF name")
-        joints = (_skel_joint_key(skel.dof_joint(dof)),)
+    joints = tuple(dict.fromkeys(_skel_joint_key(skel.dof_joint(d)) for d in dofs))
     value = truth.get("value_deg")
     if value is not None:
         try:
@@ -185,9 +229,10 @@ def judge_facts(truth: Facts, pred: Facts, tol_deg: float = 5.0) -> dict:
     """Per-criterion verdicts: True/False, or None where the truth says nothing about it."""
     joint = None
     if truth.joints:
-        want_key, want_side = truth.joints[0]
-        joint = any(k == want_key and (want_side is None or s == want_side)
-                    for k, s in pred.joints)
+        # the prediction names one of the truth's joints, on its side or on no side ("your
+        # knees", "the knee"); naming only the other side is wrong
+        joint = any(k == tk and (ts is None or s is None or s == ts)
+                    for tk, ts in truth.joints for k, s in pred.joints)
     direction = None if truth.direction is None else pred.direction == truth.direction
     number = None
     if truth.value_deg is not None:
