@@ -125,7 +125,8 @@ def tokenizer_run(ctx: Context) -> str:
 
     lines = tokenizer_lines(load_segments(ctx.data_dir, "train"), ctx.config("biocoach"),
                             split_texts(ctx.data_dir))
-    tok = train_bpe_tokenizer(lines, int(cfg.tokenizer.vocab_size), ctx.root / "tokenizer",
+    size = int(ctx.config("lm").tokenizer.vocab_size)
+    tok = train_bpe_tokenizer(lines, size, ctx.root / "tokenizer",
                               seed=ctx.plan.seed)
     return f"{len(lines)} distinct lines, vocabulary {tok.vocab_size}"
 
