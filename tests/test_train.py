@@ -112,6 +112,9 @@ def test_sigterm_saves_and_exits_zero(corpus, tmp_path):
     cfg_args = [f"--config={REPO / 'configs/tiny/lm.py'}", f"--workdir={tmp_path / 'run'}",
                 f"--config.data.text_file={corpus / 'corpus.txt'}",
                 f"--config.tokenizer.path={corpus / 'tokenizer'}",
+                # under xdist this test may be the module's first on its worker: the tokenizer
+                # is then trained here, at the size the other tests use
+                "--config.tokenizer.vocab_size=300",
                 "--config.llm.config.hidden_size=32", "--config.llm.config.intermediate_size=64",
                 "--config.llm.config.num_layers=1", "--config.llm.config.num_heads=2",
                 "--config.llm.config.num_kv_heads=1", "--config.llm.config.head_dim=16",
