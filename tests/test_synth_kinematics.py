@@ -96,6 +96,25 @@ def test_errors_beyond_bounds_and_clean_inside(name, rng):
         _check_track(ex, subj, track)
 
 
+@pytest.mark.parametrize("name", list_exercises())
+def test_accessory_dofs_move_with_each_rep_outside_the_key_joints(name, rng):
+    """Every exercise moves some DoFs it never coaches (real bodies do): each lies outside the
+    exercise's key joints, swings >= 10 deg (the C_motion report threshold) in every rep, both
+    sides of a pair together, and keeps still where no rep is under way."""
+    ex = load_exercise(name)
+    key = np.asarray(skel.dof_mask(ex.key_joints))
+    track = synthesize(ex, sample_subject(rng, "t"), rng)
+    deg = np.degrees(track.poses)
+    moving = [d for d in range(skel.NUM_DOFS) if not key[d]
+              and all(np.ptp(deg[r.start:r.end, d]) >= 10.0 for r in track.reps)]
+    assert moving, f"{name}: no DoF outside the key joints moves with the reps"
+    for d in moving:
+        mirror = skel.dof_index(skel.mirror_name(skel.DOF_NAMES[d]))
+        assert mirror in moving
+        before = deg[: track.reps[0].start, d]
+        assert np.ptp(before) < 5.0, skel.DOF_NAMES[d]
+
+
 def test_many_errors_when_unskilled(rng):
     """A skill-0 subject gets errors on a large share of reps, of several kinds."""
     ex = load_exercise("squat")

@@ -44,6 +44,25 @@ POSTURE = {"push_up": {"pelvis_tilt": -72.0}, "sit_to_stand": {"pelvis_tilt": -8
 COUPLED_TILT = {"glute_bridge": ("hip_flexion_r", 135.0)}
 # Exercises whose opposite limb runs half a cycle behind the driving one (running in place).
 ALTERNATING = {"high_knees": ("hip_flexion_r", "knee_angle_r")}
+# Accessory motion: DoFs outside the exercise's key joints that real people move with each rep
+# (arms forward in a squat, head dropping in a push-up, wrists under a curl, arm drive in high
+# knees). Degrees at the keyframe from rest, (low, high) of a per-subject draw (|.| >= 14, so
+# >= 10 deg after the per-rep -15 %: C_motion reports it); a DoF and its mirror share one draw.
+# Never coached, never bounded by the library: the evidence a DoF selector must learn to leave
+# out (without it they fill C_motion, as on real recordings).
+ACCESSORY = {
+    "squat": (("elbow_flexion_r", 15, 40), ("thorax_extension", -20, -14), ("head_extension", 14, 20)),
+    "lunge": (("elbow_flexion_r", 15, 35), ("thorax_extension", -20, -14)),
+    "push_up": (("head_extension", -25, -14), ("ankle_angle_r", 14, 20)),
+    "jumping_jack": (("elbow_flexion_r", 15, 35), ("ankle_angle_r", -30, -15)),
+    "shoulder_press": (("head_extension", 14, 20), ("wrist_flexion_r", -30, -15)),
+    "bicep_curl": (("wrist_flexion_r", 15, 35), ("head_extension", -20, -14)),
+    "lateral_raise": (("wrist_flexion_r", 14, 25), ("head_extension", -20, -14)),
+    "high_knees": (("elbow_flexion_r", 20, 45), ("ankle_angle_r", -30, -15)),
+    "glute_bridge": (("thorax_extension", 14, 20), ("ankle_angle_r", 14, 20)),
+    "sit_to_stand": (("thorax_extension", -25, -14), ("head_extension", 14, 20),
+                     ("elbow_flexion_r", 14, 30)),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -287,6 +306,7 @@ def synthesize(ex: Exercise, subject, rng: np.random.Generator, *, active_s: flo
         reps.append(rep)
         injected += [(o, rep) for o, _ in values]
         start += n
+    _accessory(ex, q, reps, models[ex.driving[0].dof].shape, rng.spawn(1)[0])
     _alternate(ex, q, reps, rest)
     if ex.name in COUPLED_TILT:
         dof, c = COUPLED_TILT[ex.name]
@@ -331,6 +351,21 @@ def _mirror_side(d: str, opt) -> str:
 
 def _mirror_bound(d: str, opt) -> float:
     return mirror_sign(d) * opt.bound
+
+
+def _accessory(ex: Exercise, q: np.ndarray, reps: list[Rep], shape: np.ndarray, rng) -> None:
+    """Add ACCESSORY motion in step with the driving DoF's shape, +-15 % per rep. Its own
+    generator (spawned: the main stream's draws, hence the rest of the world, stay as they
+    were without it)."""
+    for dof, low, high in ACCESSORY.get(ex.name, ()):
+        amp = rng.uniform(low, high)
+        names = {dof, skel.mirror_name(dof)}
+        for rep in reps:
+            n = rep.end - rep.start
+            s = np.interp(np.arange(n) / n * (len(shape) - 1), np.arange(len(shape)), shape)
+            bump = amp * rng.uniform(0.85, 1.15) * s
+            for d in names:
+                q[rep.start:rep.end, skel.dof_index(d)] += bump
 
 
 def _alternate(ex: Exercise, q: np.ndarray, reps: list[Rep], rest: np.ndarray) -> None:
