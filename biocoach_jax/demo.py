@@ -1,6 +1,6 @@
 """The whole BioCoach chain end to end on a laptop CPU, on the built-in synthetic world:
 
-    python -m biocoach_jax.demo [--workdir ./demo_workdir] [--quick]
+    python -m biocoach_jax.demo [--workdir ./demo_workdir] [--quick | --long]
 
 synthetic data (QEVD layout, train + benchmark) -> BPE tokenizer -> tiny LLaMA pretrained on the
 coaching text (frozen afterwards) -> tiny causal 3D CNN pretrained on rendered clips -> cached
@@ -8,7 +8,9 @@ features of both splits -> Stream-VLM stage (LoRA + vision cross-attention) -> B
 (from Stream-VLM) -> the four ablations -> the paper's table on the synthetic benchmark for
 Stream-VLM, BioCoach, the ablations and the rule-based coach, and the tiny coach's real-time
 factor. Every step skips work already in the workdir, so a re-run resumes where it stopped.
-Configs: configs/tiny/*.py (paths under the workdir); scale: `demo_stages.FULL` / `QUICK`.
+Configs: configs/tiny/*.py (paths under the workdir); scale: `demo_stages.FULL` (default,
+<= 15 min), `QUICK` (--quick, <= 3 min) or `LONG` (--long: the LM pretrained until it quotes
+C_motion, a larger benchmark; the table the project reports).
 Writes W/table.md, W/table.json, W/summary.json; prints the summary and the table.
 """
 from __future__ import annotations
@@ -168,7 +170,10 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m biocoach_jax.demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workdir", default="./demo_workdir", type=pathlib.Path)
-    p.add_argument("--quick", action="store_true", help="a smaller world and fewer steps (~3 min)")
+    scale = p.add_mutually_exclusive_group()
+    scale.add_argument("--quick", action="store_true", help="a smaller world and fewer steps (~3 min)")
+    scale.add_argument("--long", action="store_true",
+                       help="the LM pretrained until it quotes C_motion, a larger benchmark (~25 min)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     a = p.parse_args(sys.argv[1:] if argv is None else argv)
     from absl import flags, logging as absl_logging
@@ -177,7 +182,8 @@ def main(argv=None) -> int:
     flags.FLAGS.mark_as_parsed()          # train.py's code reads absl flags
     absl_logging.set_verbosity(absl_logging.WARNING)
     _enable_compile_cache()
-    ctx = st.Context(a.workdir.resolve(), st.QUICK if a.quick else st.FULL, not a.no_progress)
+    plan = st.QUICK if a.quick else st.LONG if a.long else st.FULL
+    ctx = st.Context(a.workdir.resolve(), plan, not a.no_progress)
     t0 = time.perf_counter()
     try:
         check_plan(ctx)

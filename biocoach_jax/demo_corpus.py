@@ -12,10 +12,16 @@
   the stream's grammar and base rates, the later stages learn when to speak. This is the tiny
   stand-in for a general LLM's ability to read evidence in its context and quote it; both the
   Stream-VLM and the BioCoach stages then start from the same frozen LM.
+* `quoting_documents`: each (C_motion, feedback) pair of the streams again, several times, with
+  every number of the pair moved by one random offset. A tiny LM otherwise learns the common
+  values of each sentence instead of reading them from the context: copying only pays when
+  the numbers cannot be guessed.
 """
 from __future__ import annotations
 
 import math
+import random
+import re
 
 from biocoach_jax import context
 from biocoach_jax.data.sequence import build_episode_tokens, segment_contexts, system_prompt
@@ -62,15 +68,39 @@ def _stream_text(seg, tok, cfg) -> str:
     return tok.decode([int(i) for i in ep.tokens[1:]]).strip()
 
 
-def lm_documents(segments, tok, cfg, feedback_texts=()) -> list[str]:
+_PAIR_RE = re.compile(r"<motion>(.*?)<motion/>(<answer>.*?<answer/>)")
+_NUMBER_RE = re.compile(r"\d+")
+
+
+def quoting_documents(streams, copies: int, seed: int = 0, max_offset: int = 40) -> list[str]:
+    """`copies` documents per (C_motion, answer) pair found in `streams`, each with all its
+    integers moved by one offset drawn from [-smallest, max_offset] (never negative), so the
+    answer's numbers keep their relation to the context's. Order shuffled by `seed`."""
+    rng = random.Random(seed)
+    docs = []
+    for stream in streams:
+        for m in _PAIR_RE.finditer(stream):
+            pair = f"<motion>{m.group(1)}<motion/>{m.group(2)}"
+            values = [int(v) for v in _NUMBER_RE.findall(pair)]
+            for _ in range(copies):
+                shift = rng.randint(-min(values, default=0), max_offset)
+                docs.append(_NUMBER_RE.sub(lambda v: str(int(v.group()) + shift), pair))
+    rng.shuffle(docs)
+    return docs
+
+
+def lm_documents(segments, tok, cfg, feedback_texts=(), quote_copies: int = 0) -> list[str]:
     """Pretraining documents (one per line): feedback lines (`feedback_texts`, e.g.
-    `split_texts`) + each segment's stream with and without C_motion."""
+    `split_texts`) + each segment's stream with and without C_motion + `quote_copies`
+    number-shifted copies of each (C_motion, feedback) pair (`quoting_documents`)."""
     with_ctx, without = cfg.copy_and_resolve_references(), cfg.copy_and_resolve_references()
     with_ctx.data.use_motion_context, with_ctx.data.context_dofs = True, "labels"
     without.data.use_motion_context = False
-    docs = list(feedback_texts)
+    docs, streams = list(feedback_texts), []
     for seg in segments:
         if seg.feedbacks:
-            docs.append(_stream_text(seg, tok, with_ctx))
-            docs.append(_stream_text(seg, tok, without))
-    return [d for d in docs if d]
+            streams.append(_stream_text(seg, tok, with_ctx))
+            docs += [streams[-1], _stream_text(seg, tok, without)]
+    docs = [d for d in docs + quoting_documents(streams, quote_copies, seed=int(cfg.seed)) if d]
+    random.Random(int(cfg.seed)).shuffle(docs)   # held-out eval rows (the last) sample every kind
+    return docs

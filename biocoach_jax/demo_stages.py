@@ -20,9 +20,12 @@ from biocoach_jax.io_utils import atomic_write_text
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Demo scale: the full demo (target <= 15 min on 2 cores; measured 19.5 min with the
-    adapters frozen in the BioCoach stages, ~25 min with them tuned) or --quick (<= 3 min;
-    measured 174 s alone on 2 cores, 222 s before its steps were cut to these)."""
+    """Demo scale: the full demo (target <= 15 min on 2 cores; 12.6 min measured), --quick
+    (<= 3 min; ~150 s measured) or --long. The tiny LM learns to copy numbers from its context
+    only after ~3M tokens of pretraining (an abrupt transition: 1.6M tokens gave 8% of the
+    benchmark's feedback numbers right under teacher forcing, 3M gave 56%); before it, BioCoach
+    cannot quote C_motion and scores near the baseline. --long pays for that (~9 min of LM
+    pretraining) and coaches a larger benchmark."""
     name: str = "full"
     train_sessions: int = 24
     benchmark_sessions: int = 3
@@ -32,6 +35,8 @@ class Plan:
     bertscore: bool = True
     rtf_segments: int = 2
     stage_eval: bool = True          # eval loss/accuracy of each coaching stage on the benchmark
+    lm_rows: tuple = (8, 256)        # LM batch: rows x tokens
+    quote_copies: int = 0            # number-shifted copies of each (C_motion, feedback) pair
 
     def stage_steps(self, kind: str) -> int:
         return dict(self.steps)[kind]
@@ -42,6 +47,10 @@ QUICK = Plan(name="quick", train_sessions=4, benchmark_sessions=1,
              steps=(("lm", 40), ("vision", 8), ("streamvlm", 16), ("biocoach", 8),
                     ("ablation", 4)),
              bertscore=False, rtf_segments=1, stage_eval=False)
+LONG = Plan(name="long", benchmark_sessions=8,
+            steps=(("lm", 1500), ("vision", 60), ("streamvlm", 300), ("biocoach", 100),
+                   ("ablation", 100)),
+            lm_rows=(2, 1024), quote_copies=10)
 
 SYSTEMS = (("streamvlm", "Stream-VLM"), ("biocoach", "BioCoach"),
            ("no_dof_selection", "w/o DoF selection"), ("no_motion_context", "w/o motion context"),
@@ -72,6 +81,7 @@ class Context:
         if key == "lm":
             c, kind = lm.make(root), "lm"
             c.data.text_file = str(self.root / "lm_corpus.txt")
+            c.data.batch_size, c.data.max_tokens = self.plan.lm_rows
         elif key == "vision":
             c, kind = vision.make(root), "vision"
         elif key == "streamvlm":
@@ -139,7 +149,7 @@ def _corpus(ctx: Context) -> pathlib.Path:
         from biocoach_jax.tokenizer import Tokenizer
 
         docs = lm_documents(load_segments(ctx.data_dir, "train"), Tokenizer.load(ctx.root / "tokenizer"),
-                            ctx.config("biocoach"), split_texts(ctx.data_dir))
+                            ctx.config("biocoach"), split_texts(ctx.data_dir), ctx.plan.quote_copies)
         atomic_write_text(path, "\n".join(docs) + "\n")
     return path
 

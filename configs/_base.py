@@ -42,6 +42,7 @@ def base() -> ml_collections.ConfigDict:
     c.data.eval_split = "benchmark"
     c.data.text_file = ""               # lm stage: one document per line ("" = the split's feedbacks)
     c.data.eval_rows = 0                # lm stage: packed rows held out for eval
+    c.data.context_loss = True          # lm stage: C_motion / C_morph segments count in the loss
     c.data.fps = 16
     c.data.step_hz = 4
     c.data.window_s = 3.0

@@ -5,6 +5,7 @@ QEVD-layout split `data.data_dir`/`data.split` (the synthetic world's coaching l
 Every line is encoded with BOS and EOS, all lines are concatenated into one token stream, and
 the stream is cut into rows of `data.max_tokens + 1` (inputs = row[:-1], targets = row[1:]) -
 the usual packing, no padding. The last `data.eval_rows` rows are held out for eval.
+`data.context_loss=False` leaves the context segments (C_motion, C_morph) out of the loss.
 The tokenizer at `tokenizer.path` is trained on the corpus first (BPE, `tokenizer.vocab_size`)
 when that directory does not exist yet. Product: `<workdir>/llama`, an HF LLaMA directory
 (safetensors + config.json via `converters.hf_llama.export_hf`; `load_llama` and transformers
@@ -59,19 +60,30 @@ def load_or_train_tokenizer(cfg) -> Tokenizer:
     return train_bpe_tokenizer(corpus_lines(cfg), size, path, seed=int(cfg.seed))
 
 
-def pack_rows(lines, tok: Tokenizer, length: int) -> np.ndarray:
-    """(R, length + 1) int32 rows of the concatenated token stream (the tail is dropped)."""
+def pack_rows(lines, tok: Tokenizer, length: int, context_loss: bool = True) -> np.ndarray:
+    """(R, 2, length + 1) int32: per row the concatenated token stream (channel 0) and whether
+    each token is a prediction target that counts in the loss (channel 1; the tail is dropped).
+    With `context_loss=False` the context segments (`<motion> ... <motion/>`, `<morph> ...
+    <morph/>`, markers included) do not count: they are evidence the model reads, never text it
+    writes, so the gradient goes to the feedback that quotes them."""
     stream = np.asarray([i for ln in lines for i in tok.encode(ln, bos=True, eos=True)], np.int32)
+    counted = np.ones(stream.shape, np.int32)
+    if not context_loss:
+        for start, end in ((tok.motion_id, tok.motion_end_id), (tok.morph_id, tok.morph_end_id)):
+            is_end = (stream == end).astype(np.int32)
+            depth = np.cumsum((stream == start).astype(np.int32)) - np.cumsum(is_end) + is_end
+            counted[depth > 0] = 0
     rows = len(stream) // (length + 1)
     if rows < 1:
         raise ValueError(f"text corpus has {len(stream)} tokens, fewer than one row of "
                          f"data.max_tokens + 1 = {length + 1}")
-    return stream[: rows * (length + 1)].reshape(rows, length + 1)
+    n = rows * (length + 1)
+    return np.stack([stream[:n].reshape(rows, length + 1), counted[:n].reshape(rows, length + 1)], 1)
 
 
 def _as_batch(rows: np.ndarray) -> dict:
-    return {"tokens": rows[..., :-1], "targets": rows[..., 1:],
-            "weights": np.ones(rows[..., 1:].shape, np.float32)}
+    return {"tokens": rows[..., 0, :-1], "targets": rows[..., 0, 1:],
+            "weights": rows[..., 1, 1:].astype(np.float32)}
 
 
 class LMTask(Task):
@@ -79,7 +91,8 @@ class LMTask(Task):
 
     def prepare(self, cfg, workdir):
         self.tok = load_or_train_tokenizer(cfg)
-        rows = pack_rows(corpus_lines(cfg), self.tok, int(cfg.data.max_tokens))
+        rows = pack_rows(corpus_lines(cfg), self.tok, int(cfg.data.max_tokens),
+                         bool(cfg.data.get("context_loss", True)))
         n_eval = min(int(cfg.data.get("eval_rows", 0)), len(rows) - 1)
         self.train_rows, self.eval_rows = rows[: len(rows) - n_eval], rows[len(rows) - n_eval:]
 

@@ -35,6 +35,8 @@ def make(root: str) -> ml_collections.ConfigDict:
     c.data.max_tokens = 256
     c.data.batch_size = 8
     c.data.eval_rows = 16
+    # C_motion / C_morph are read, never written: the loss is on the feedback that quotes them
+    c.data.context_loss = False
     c.train.trainable = "lm"
     c.train.steps = 400
     c.train.eval_every = 200
