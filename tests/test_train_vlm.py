@@ -112,8 +112,11 @@ def test_eight_devices_equal_one(rng):
             specs = {str(v.sharding.spec) for v in jax.tree.leaves(frozen)}
             assert len(specs) > 1, "nothing was sharded"
     one, eight = results
+    # atol: Adam divides by sqrt(v), so a weight whose gradient is ~0 moves by ~lr in a
+    # direction set by float rounding; seen: 5e-6 on one weight in 1024 (1 run in 10). A
+    # sharding bug (a missing reduction) moves weights by O(lr) = 1e-2.
     for k in one:
-        np.testing.assert_allclose(one[k], eight[k], rtol=2e-4, atol=2e-6, err_msg=k)
+        np.testing.assert_allclose(one[k], eight[k], rtol=2e-4, atol=2e-5, err_msg=k)
 
 
 class _Tok:
