@@ -27,7 +27,8 @@ import sys
 from biocoach_jax.io_utils import atomic_write_text
 
 COLUMNS = (("meteor", "METEOR"), ("rouge_l", "ROUGE-L"), ("bertscore_minilm_l6", "BERTScore(MiniLM)"),
-           ("t_f_score", "T-F-Score"), ("bio_all_acc", "bio-fact acc"), ("llm_acc", "LLM-Acc"),
+           ("t_f_score", "T-F-Score"), ("meteor_corrective", "METEOR (corrective)"),
+           ("bio_all_acc", "bio-fact acc"), ("llm_acc", "LLM-Acc"),
            ("llm_bio_acc", "LLM-Bio-Acc"))
 TRUTH_WINDOW_S = 1.5
 

@@ -158,3 +158,23 @@ def test_evaluate_episodes_row_is_built_from_the_matched_pairs():
     assert row["llm_acc"] == row["llm_bio_acc"] == 4.0 and row["llm_acc_n_scored"] == 2
     with pytest.raises(ValueError, match=r"truths\[1\]"):
         evaluate_episodes(gt, pred, truths=[truths[0], []], bertscore=False)
+
+
+def test_meteor_corrective_scores_only_pairs_whose_reference_states_a_fact():
+    from biocoach_jax.metrics import evaluate_episodes
+
+    corrective = ("Only 72° of flexion at your right knee. Aim for at least 90°.",
+                  "Right knee reached 70°, aim for 90°.")
+    count = ("Rep 3, nice.", "Rep 3, nice.")                  # a perfect, easy match
+    gt = [[(1.0, corrective[0]), (4.0, count[0])], [(2.0, "That's 4!")]]
+    pred = [[(1.2, corrective[1]), (4.1, count[1])], []]
+    row = evaluate_episodes(gt, pred, bertscore=False)       # facts parsed from the text
+    assert row["n_matched"] == 2 and row["n_corrective"] == 1
+    assert row["meteor_corrective"] == pytest.approx(meteor(*corrective))
+    assert row["meteor"] == pytest.approx((meteor(*corrective) + meteor(*count)) / 2)
+    assert row["meteor_corrective"] < row["meteor"]
+    # a structured truth decides instead of the text: a record on the count makes it corrective
+    truths = [[None, {"dof": "knee_angle_r", "kind": "below_interval", "value_deg": 72.0}], [None]]
+    row = evaluate_episodes(gt, pred, truths=truths, bertscore=False)
+    assert row["n_corrective"] == 2
+    assert evaluate_episodes([[(1.0, "Good.")]], [[(1.0, "Good.")]], bertscore=False)["n_corrective"] == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from biocoach_jax.metrics.biofacts import bio_fact_accuracy, parse_facts
+from biocoach_jax.metrics.biofacts import bio_fact_accuracy, parse_facts, reference_facts
 from biocoach_jax.metrics.judge import HTTPJudge, LocalJudge, judge_scores, parse_score
 from biocoach_jax.metrics.temporal import temporal_f_score
 from biocoach_jax.metrics.text import WordNetMissingError, meteor, rouge_l, text_scores
@@ -47,6 +47,13 @@ def evaluate_episodes(gt: Sequence, pred: Sequence, tolerance: float = 3.0,
         matched_truths = [truths[e][i] for e, i, _ in t["matched"]]
     bio = bio_fact_accuracy(pairs, matched_truths)
     row.update({f"bio_{k}": v for k, v in bio.items() if k != "n_pairs"})
+    # METEOR over the corrective pairs alone (the reference states a biomechanical fact): rep
+    # counts and encouragement, most of a stream, are easy for any coach and hide what the
+    # kinematic evidence changes
+    records = matched_truths or [None] * len(pairs)
+    corrective = [p for p, r in zip(pairs, records) if not reference_facts(p[0], r).empty]
+    row["meteor_corrective"] = sum(meteor(g, h) for g, h in corrective) / max(len(corrective), 1)
+    row["n_corrective"] = len(corrective)
 
     if judge is not None:
         for kind, name in (("acc", "llm_acc"), ("bio", "llm_bio_acc")):

@@ -241,6 +241,12 @@ def judge_facts(truth: Facts, pred: Facts, tol_deg: float = 5.0) -> dict:
     return {"joint": joint, "direction": direction, "number": number}
 
 
+def reference_facts(gt_text: str, record: Mapping | None = None) -> Facts:
+    """The facts a reference feedback states: its structured truth record when there is one
+    (synthetic ground truth), else what its text says. Empty for rep counts and encouragement."""
+    return parse_facts(gt_text) if record is None else facts_from_truth(record)
+
+
 def bio_fact_accuracy(pairs: Sequence[tuple[str, str]], truths: Sequence | None = None,
                       tol_deg: float = 5.0) -> dict:
     """Biomechanical fact accuracy over matched (gt_text, pred_text) pairs.
@@ -261,7 +267,7 @@ def bio_fact_accuracy(pairs: Sequence[tuple[str, str]], truths: Sequence | None 
         except (TypeError, ValueError):
             raise ValueError(f"pairs[{k}] must be a (gt_text, pred_text) pair") from None
         record = None if truths is None else truths[k]
-        truth = parse_facts(gt_text) if record is None else facts_from_truth(record)
+        truth = reference_facts(gt_text, record)
         if truth.empty:
             continue
         verdict = judge_facts(truth, parse_facts(pred_text), tol_deg)
