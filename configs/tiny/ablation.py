@@ -18,9 +18,6 @@ def apply(c, name: str):
     if name == "no_dof_selection":
         c.model.use_dof_selection = False
         c.data.context_dofs = "all"
-        # every moving DoF's value makes C_motion ~1.5x longer: rows that hold the whole
-        # segment, so the ablation is not also trained on cut-off streams (not a model change)
-        c.data.max_tokens = 2 * c.data.max_tokens
     elif name == "no_motion_context":
         c.data.use_motion_context = False
         c.data.max_tokens = SHORT_STREAM_TOKENS   # the shorter rows fit (not a model change)
