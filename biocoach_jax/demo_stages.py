@@ -20,7 +20,7 @@ from biocoach_jax.io_utils import atomic_write_text
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Demo scale: the full demo (target <= 15 min on 2 cores; 12.6 min measured), --quick
+    """Demo scale: the full demo (target <= 15 min on 2 cores; 11.6 min measured), --quick
     (<= 3 min; ~150 s measured) or --long. The tiny LM learns to copy numbers from its context
     only after ~3M tokens of pretraining (an abrupt transition: 1.6M tokens gave 8% of the
     benchmark's feedback numbers right under teacher forcing, 3M gave 56%); before it, BioCoach
