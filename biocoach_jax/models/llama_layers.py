@@ -15,6 +15,7 @@ from flax import nnx
 from biocoach_jax.models.llama_config import LlamaConfig, LoRAConfig
 
 _NEG = -1e30  # finite "minus infinity": a fully masked (padding) row stays NaN-free
+Q_BLOCK = 128  # query block of the uncached attention over long rows
 
 
 class LoRAParam(nnx.Param):
@@ -121,9 +122,6 @@ class Attention(nnx.Module):
         else:
             out = _attend(q, k, v, mask)
         return self.o_proj(out.reshape(b, t, h * d).astype(x.dtype)), cache
-
-
-Q_BLOCK = 128  # query block of the uncached attention
 
 
 def _attend(q, k, v, mask):
