@@ -49,7 +49,7 @@ def _record_truth(r: dict, kinds) -> dict | None:
 def segment_truths(seg) -> list:
     """One structured truth record (or None) per ground-truth feedback of a segment: that of
     the entry within 1.5 s with the same text, else of the nearest entry with a violation fact."""
-    from biocoach_jax.metrics.biofacts import KIND_TO_DIRECTION
+    from biocoach_jax.metrics.biofacts import TRUTH_KINDS
 
     gt = seg.ground_truth or {}
     records = []
@@ -59,7 +59,7 @@ def segment_truths(seg) -> list:
                 continue
             rt = r.get("time_s", r.get("t_s"))
             if isinstance(rt, (int, float)):
-                records.append((float(rt), r.get("text"), _record_truth(r, KIND_TO_DIRECTION)))
+                records.append((float(rt), r.get("text"), _record_truth(r, TRUTH_KINDS)))
     out = []
     for t, text in seg.feedbacks:
         when = seg.start_s + t

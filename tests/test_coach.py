@@ -113,8 +113,12 @@ def test_rule_based_speaks_about_the_shallow_rep(stream):
     others = [f for f in run.feedbacks if f is not near[0]]
     assert len(others) == len(stream["ends"]) - 1
     assert all("good form" in f.text for f in others)
-    assert [int(f.text.split()[0]) for f in others] == [
+    assert [int(f.text.split()[1].rstrip(",")) for f in others] == [
         i + 1 for i in range(len(stream["ends"])) if i != stream["shallow"]]
+    # ... quoting the knee at the bottom of that rep (the kernel's smoothed keyframe value)
+    for f in others:
+        assert "right knee flexion" in f.text, f.text
+        assert abs(float(f.text.split("flexion ")[1].split("°")[0]) - KNEE_PEAK) <= 3.0, f.text
     assert 0 < run.real_time_factor < math.inf
 
 

@@ -108,6 +108,17 @@ def test_random_truths_rendered_to_text(rng):
     assert r["all_acc"] == r["number_acc"]
 
 
+def test_pose_truth_scores_joint_and_number_not_direction():
+    """An "in_range" truth (a count quoting the rep's pose) has no direction to get right."""
+    truth = {"dof": "elbow_flexion_l", "kind": "in_range", "value_deg": 94.6}
+    said = ["Rep 4, left elbow flexion 97°.", "Rep 4, your left elbow is too shallow at 91°.",
+            "Rep 4, right elbow flexion 95°.", "Rep 4, left elbow flexion 101°."]
+    r = bio_fact_accuracy([("", s) for s in said], [truth] * len(said))
+    assert r["n_scored"] == 4 and r["n_direction"] == 0 and r["n_number"] == 4
+    assert r["joint_acc"] == 0.75 and r["number_acc"] == 0.75 and r["all_acc"] == 0.5
+    assert facts_from_truth(truth).direction is None
+
+
 def test_numbers_compare_as_magnitudes():
     """Feedback writes "10 degrees of dorsiflexion", not "-10 degrees": a truth of -10 (signed
     SKEL angle) is met by 7-15 written either way, and not by 4 or 16."""

@@ -178,3 +178,9 @@ def test_meteor_corrective_scores_only_pairs_whose_reference_states_a_fact():
     row = evaluate_episodes(gt, pred, truths=truths, bertscore=False)
     assert row["n_corrective"] == 2
     assert evaluate_episodes([[(1.0, "Good.")]], [[(1.0, "Good.")]], bertscore=False)["n_corrective"] == 0
+    # a count that quotes a pose states facts but no error: not corrective, by text or by record
+    pose = "That's 5! Your right knee reached 92° of flexion at the bottom."
+    in_range = {"dof": "knee_angle_r", "kind": "in_range", "value_deg": 92.2}
+    for truth in (None, in_range):
+        row = evaluate_episodes([[(1.0, pose)]], [[(1.0, pose)]], truths=[[truth]], bertscore=False)
+        assert row["n_corrective"] == 0 and row["bio_n_scored"] == 1 and row["bio_all_acc"] == 1.0

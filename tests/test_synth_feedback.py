@@ -23,7 +23,7 @@ def test_speech_time_hand_worked():
 
 
 def test_every_family_has_six_paraphrases_that_format():
-    fields = dict(joint="right knee", motion="flexion", v=72, target="at least 90°",
+    fields = dict(joint="right knee", joint_cap="Right knee", motion="flexion", v=72, target="at least 90°",
                   kf="at the bottom", b=90, diff=20, dur="0.9", lim="1.2", n=5,
                   reason="for your height", reason_cap="For your height")
     for name, tpls in FAMILIES.items():
@@ -86,6 +86,40 @@ def test_workout_lines_spacing_and_facts(rng):
     assert n_err == 0 or all(ln.facts for ln in w.lines if ln.kind == "error")
     counts = [ln for ln in w.lines if ln.kind == "count"]
     assert all(re.search(str(ln.facts[0]["value"]), ln.text) for ln in counts)
+
+
+def test_counts_and_encouragement_quote_the_pose_and_state_no_error(rng):
+    """QEVD-bio style: counts and praise name the driving joint and its keyframe angle (the
+    fact), and parse to no error direction - a reader must not take them for corrections."""
+    from biocoach_jax.exercises import load_exercise
+    from biocoach_jax.metrics.biofacts import facts_from_truth, judge_facts, parse_facts
+
+    for family in ("count", "encourage", "encourage_plain"):
+        for tpl in FAMILIES[family]:
+            for joint in ("right knee", "left shoulder"):
+                text = tpl.format(n=3, joint=joint, joint_cap=joint.capitalize(), v=41,
+                                  motion="flexion", kf="at the top")
+                assert parse_facts(text).direction is None, text
+    n_counts = 0
+    for name in ("squat", "bicep_curl", "lateral_raise", "high_knees"):
+        w = make_workout(sample_subject(rng, "m"), rng, [name])
+        track, off = w.tracks[0], w.offsets[0]
+        drive = load_exercise(name).driving[0].dof
+        quoted = [ln for ln in w.lines if ln.kind in ("count", "encourage") and ln.facts
+                  and ln.facts[-1]["kind"] == "in_range"]
+        n_counts += sum(ln.kind == "count" for ln in quoted)
+        for ln in quoted:
+            f = ln.facts[-1]
+            assert f["dof"] == drive and f["rep"] == ln.rep
+            assert f["value"] == pytest.approx(track.key_values[ln.rep][drive], abs=1e-3)
+            assert ln.start >= off + track.reps[ln.rep].key     # said after the pose it quotes
+            said = parse_facts(ln.text)
+            assert said.direction is None, ln.text
+            verdict = judge_facts(facts_from_truth({**f, "value_deg": f["value"]}), said)
+            assert verdict == {"joint": True, "direction": None, "number": True}, ln.text
+        clean_reps = {r.index for r in track.reps} - {e.rep for e in track.errors}
+        assert all(ln.rep in clean_reps for ln in quoted if ln.kind == "encourage")
+    assert n_counts >= 4   # ~0.75 of ~40 reps get a count (fewer when errors crowd them out)
 
 
 def test_wording_varies_across_sessions(rng):

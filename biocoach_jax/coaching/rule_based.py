@@ -5,7 +5,8 @@ of poses seen so far, resampled to the analysis rate; fixed shape, so one compil
 repetitions whose end is settled (the trailing boundary lies at least `settle_s` before the
 newest pose, so it no longer moves as poses arrive), and for each repetition it has not reported
 yet says the most severe violation's cue with the measured number ("Rep 3. Squat deeper: bend
-your knees to at least 90° (now 72°)."), or the rep count for a clean rep. Speaking takes
+your knees to at least 90° (now 72°)."), or, for a clean rep, its count and the driving DoF at
+the keyframe ("Rep 4, right knee flexion 95°, good form!"). Speaking takes
 n / 12 s (`state_machine.Speaker`), so feedbacks never overlap.
 
 The window is longer than the model's tau = 3 s because a whole repetition (up to the
@@ -88,6 +89,7 @@ class RuleBasedCoach:
         valid, complete = np.asarray(c.valid[0]), np.asarray(c.complete[0])
         end, key = np.asarray(c.end[0]), np.asarray(c.key[0])
         rom = np.asarray(res.rom[0])[:, self.drive]
+        drive_key = np.asarray(res.key_values[0])[:, self.drive]   # radians, smoothed
         records = None
         out = []
         for slot in np.flatnonzero(valid):
@@ -104,6 +106,7 @@ class RuleBasedCoach:
             self.reps += int(complete[slot])
             out.append({"rep": self.reps, "complete": bool(complete[slot]),
                         "key_s": key_abs / self.fps, "end_s": (start + int(end[slot])) / self.fps,
+                        "drive_key_rad": float(drive_key[slot]),
                         "violations": context.sort_violations(viol)})
         return out
 
@@ -114,5 +117,5 @@ class RuleBasedCoach:
             text = f"Rep {rep['rep']}. {cue}" if rep["complete"] else cue
             self.speaker.offer(t, text, CORRECTION)
         elif self.speak_clean_reps and rep["complete"]:
-            n = rep["rep"]
-            self.speaker.offer(t, f"{n} rep{'s' if n > 1 else ''}, good form!", COUNT)
+            pose = context.pose_phrase(skel.DOF_NAMES[self.drive], rep["drive_key_rad"])
+            self.speaker.offer(t, f"Rep {rep['rep']}, {pose}, good form!", COUNT)

@@ -47,11 +47,12 @@ def evaluate_episodes(gt: Sequence, pred: Sequence, tolerance: float = 3.0,
         matched_truths = [truths[e][i] for e, i, _ in t["matched"]]
     bio = bio_fact_accuracy(pairs, matched_truths)
     row.update({f"bio_{k}": v for k, v in bio.items() if k != "n_pairs"})
-    # METEOR over the corrective pairs alone (the reference states a biomechanical fact): rep
-    # counts and encouragement, most of a stream, are easy for any coach and hide what the
-    # kinematic evidence changes
+    # METEOR over the corrective pairs alone (the reference states an error: its facts have a
+    # direction): rep counts and encouragement, most of a stream, hide what the kinematic
+    # evidence changes about corrections
     records = matched_truths or [None] * len(pairs)
-    corrective = [p for p, r in zip(pairs, records) if not reference_facts(p[0], r).empty]
+    corrective = [p for p, r in zip(pairs, records)
+                  if reference_facts(p[0], r).direction is not None]
     row["meteor_corrective"] = sum(meteor(g, h) for g, h in corrective) / max(len(corrective), 1)
     row["n_corrective"] = len(corrective)
 

@@ -61,6 +61,10 @@ KIND_TO_DIRECTION: dict[str, str] = {
     "asymmetry": "asymmetry", "instability": "instability",
     "tempo_fast": "too_fast", "tempo_slow": "too_slow",
 }
+# Truth kinds that state a measured pose and no error ("your right knee reached 92° of
+# flexion"): joint and number are scored, direction is not.
+POSE_KINDS = ("in_range",)
+TRUTH_KINDS = (*KIND_TO_DIRECTION, *POSE_KINDS)
 
 # Direction cues, (direction, regex) in PRIORITY order. The EARLIEST cue in the sentence decides;
 # where two cues start at the same word the one listed first wins, so specific phrases come
@@ -207,8 +211,8 @@ def facts_from_truth(truth: Mapping) -> Facts:
     if not isinstance(truth, Mapping):
         raise ValueError(f"truth must be a dict with dof/kind/value_deg, got {truth!r}")
     kind = truth.get("kind")
-    if kind not in KIND_TO_DIRECTION:
-        raise ValueError(f"truth kind must be one of {sorted(KIND_TO_DIRECTION)}, got {kind!r}")
+    if kind not in TRUTH_KINDS:
+        raise ValueError(f"truth kind must be one of {sorted(TRUTH_KINDS)}, got {kind!r}")
     dofs = [d for d in [truth.get("dof"), *(truth.get("dofs") or ())] if d is not None]
     for dof in dofs:
         if dof not in skel.DOF_NAMES:
@@ -222,7 +226,7 @@ def facts_from_truth(truth: Mapping) -> Facts:
             raise ValueError(f"truth value_deg must be a number or None, got {value!r}") from None
         if not math.isfinite(value):
             raise ValueError(f"truth value_deg must be finite, got {value}")
-    return Facts(joints=joints, direction=KIND_TO_DIRECTION[kind], value_deg=value)
+    return Facts(joints=joints, direction=KIND_TO_DIRECTION.get(kind), value_deg=value)
 
 
 def judge_facts(truth: Facts, pred: Facts, tol_deg: float = 5.0) -> dict:
@@ -243,7 +247,8 @@ def judge_facts(truth: Facts, pred: Facts, tol_deg: float = 5.0) -> dict:
 
 def reference_facts(gt_text: str, record: Mapping | None = None) -> Facts:
     """The facts a reference feedback states: its structured truth record when there is one
-    (synthetic ground truth), else what its text says. Empty for rep counts and encouragement."""
+    (synthetic ground truth), else what its text says. Empty for a plain "That's 5!" or "Great
+    job!"; a pose without an error ("your knee reached 92°") has joint and number, no direction."""
     return parse_facts(gt_text) if record is None else facts_from_truth(record)
 
 

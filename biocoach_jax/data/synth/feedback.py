@@ -6,8 +6,12 @@ Lines (QEVD-bio style: anatomically precise, quantitative):
     carries the structured facts (dof, kind, value_deg, bound_deg, rep) of every DoF involved;
     a relaxed morphology target adds the reason ("... for your height"), and squat subjects
     with long thighs get the stance cue on depth / trunk lines (morphology.py);
-  * repetition counts ("That's 5!") shortly after most repetitions end;
-  * encouragement now and then.
+  * repetition counts shortly after most repetitions end, quoting the repetition's driving DoF
+    at its keyframe ("That's 5! Your right knee reached 92° of flexion at the bottom.");
+  * encouragement now and then, quoting the latest clean repetition the same way (plain before
+    the first one). QEVD-bio-fit-coach rewrote every line of QEVD-fit-coach into anatomical
+    language, so its counts and praise name joints and angles too; their facts have kind
+    "in_range" (a measured pose, not an error).
 Speech timing: a line of w words is spoken in ceil(1.3 w) / 12 s (1.3 tokens per English word
 on average for LLaMA-style BPE tokenizers, 12 tokens/s = Stream-VLM's INFERENCE_SPEED). A line
 is shown for that long; lines never overlap and keep GAP_FRAMES between them. Scheduling is by
@@ -149,19 +153,44 @@ def exercise_lines(ex: Exercise, track, subject, rng, offset: int, fps: float,
                   "bound": round(x.bound, 3), "unit": "s" if x.kind.startswith("tempo") else "deg",
                   "rep": x.rep} for x in g]
         lines.append(Line("error", text, int(rng.integers(lo, hi + 1)), hi, facts, e.rep, label))
+    drive = ex.driving[0].dof
+    erring = {e.rep for e in track.errors}
     for rep in track.reps:
         if rng.random() < COUNT_PROB:
             n = rep.index + 1
-            tpl = FAMILIES["count"][int(rng.integers(len(FAMILIES["count"])))]
+            text, fact = _pose_line("count", ex, drive, track.key_values[rep.index], rep.index,
+                                    rng, n=n)
             want = offset + rep.end + int(rng.integers(1, 8))
-            lines.append(Line("count", tpl.format(n=n), want, want + int(1.5 * fps),
-                              [{"kind": "count", "value": n}], rep.index))
+            lines.append(Line("count", text, want, want + int(1.5 * fps),
+                              [{"kind": "count", "value": n}, fact], rep.index))
     a, b = offset + track.active[0], offset + track.active[1]
     for _ in range(int(rng.integers(1, 3))):
         want = int(rng.integers(a, max(a + 1, b - int(2 * fps))))
-        text = FAMILIES["encourage"][int(rng.integers(len(FAMILIES["encourage"])))]
-        lines.append(Line("encourage", text, want, want + int(2 * fps)))
+        # the latest clean repetition whose keyframe is half a second old quotes its pose
+        seen = [r for r in track.reps if r.index not in erring and offset + r.key + fps // 2 <= want]
+        if seen:
+            r = seen[-1]
+            text, fact = _pose_line("encourage", ex, drive, track.key_values[r.index], r.index, rng)
+            lines.append(Line("encourage", text, want, want + int(2 * fps), [fact], r.index))
+        else:
+            plain = FAMILIES["encourage_plain"]
+            lines.append(Line("encourage", plain[int(rng.integers(len(plain)))], want,
+                              want + int(2 * fps)))
     return lines
+
+
+def _pose_line(family: str, ex: Exercise, dof: str, key_values: dict, rep: int, rng,
+               **fields) -> tuple[str, dict]:
+    """A count / encouragement sentence quoting `dof` at the repetition's keyframe, and its fact
+    (kind "in_range": a measured pose, no error)."""
+    value = key_values[dof]
+    joint = _joint([dof])
+    kf = KEYFRAME_PHRASES.get(ex.keyframe().name, "at the " + ex.keyframe().name)
+    tpl = FAMILIES[family][int(rng.integers(len(FAMILIES[family])))]
+    text = tpl.format(joint=joint, joint_cap=joint[:1].upper() + joint[1:], v=_num(value),
+                      motion=_motion(dof, value), kf=kf, **fields)
+    return text, {"dof": dof, "kind": "in_range", "value": round(value, 3), "unit": "deg",
+                  "rep": rep}
 
 
 def schedule(lines: list[Line], fps: float, fixed: list[Line] = ()) -> list[Line]:

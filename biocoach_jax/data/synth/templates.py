@@ -4,7 +4,7 @@ Every family has >= 6 paraphrases so the wording varies across repetitions and s
 Placeholders: {joint} "right knee" / "knees"; {motion} anatomical word ("flexion");
 {v} measured magnitude in whole degrees; {target} "at least 90°" / "at most 15°";
 {kf} "at the bottom"; {b} bound in whole degrees; {diff} left-right difference; {dur} / {lim}
-seconds with one decimal; {n} repetition count.
+seconds with one decimal; {n} repetition count; {joint_cap} = {joint} capitalised.
 """
 from __future__ import annotations
 
@@ -90,11 +90,27 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         "Keep a steady rhythm - {dur} s is longer than {lim} s.",
         "That rep dragged to {dur} s. Try to finish within {lim} s.",
     ),
+    # counts and encouragement carry the repetition's measured pose (QEVD-bio rewrote every
+    # line, not only the corrections, into anatomical language with the numbers behind it);
+    # no template may read as an error (tested: they parse to no direction)
     "count": (
-        "That's {n}!", "{n}!", "{n} done!", "That makes {n}.", "Rep {n}, nice.", "Good, {n}.",
-        "And {n}!", "{n} in the bag!",
+        "That's {n}! Your {joint} reached {v}° of {motion} {kf}.",
+        "{n} done: {v}° of {joint} {motion} {kf}.",
+        "Rep {n}, your {joint} got to {v}° of {motion}.",
+        "And {n}! {joint_cap} {motion} {v}° {kf}.",
+        "That makes {n}, with {v}° of {motion} at your {joint}.",
+        "{n} in the bag, {joint} {motion} was {v}° {kf}.",
     ),
     "encourage": (
+        "Great job: your {joint} reached {v}° of {motion} {kf}. Keep it up!",
+        "Looking strong, {v}° of {joint} {motion} {kf}.",
+        "Nice and controlled, your {joint} is getting to {v}° of {motion}.",
+        "Keep going, {joint} {motion} of {v}° {kf} is on target.",
+        "Good form: {v}° of {motion} at your {joint}. Stay with it!",
+        "Excellent work, {v}° of {joint} {motion} {kf}.",
+    ),
+    # encouragement before the first clean repetition has nothing to quote yet
+    "encourage_plain": (
         "Great job, keep it up!", "Looking strong!", "Nice and controlled.",
         "Keep going, you're doing great!", "Good form, stay with it!", "Stay focused, almost there!",
         "Nice rhythm, keep breathing.", "Excellent work!",
