@@ -47,6 +47,7 @@ class HashStream:
         self.features = np.zeros((1, max_steps, spatial, D_VISION), np.float32)
         self.rows, self.inside = 0, -1
         self.trace: list[bytes] = []          # the digest after each feed: what was fed, in order
+        self.tokens: list[int] = []           # the tokens fed, in order
 
     def feed(self, tokens, feature=None):
         if np.ndim(tokens):                       # a run: fed one by one, the last one answers
@@ -54,6 +55,7 @@ class HashStream:
                 self.feed(tok)
             tokens = tokens[-1]
         token = int(tokens)
+        self.tokens.append(token)
         self.h.update(np.int64(token).tobytes())
         if feature is not None:
             self.features[0, self.rows] = feature
@@ -75,13 +77,13 @@ class HashStream:
         return logits
 
 
-def _run(model, poses, times, feats, events=None):
+def _run(model, poses, times, feats, events=None, policy="before_answer"):
     """Coach the poses with `feats[k]` as step k's feature (pushed up front), or with the
     given event stream (poses and features) instead."""
     from biocoach_jax.coaching.llm_coach import LLMCoach
 
     coach = LLMCoach(model, CharTokenizer(), "squats", exercise=load_exercise("squat"),
-                     max_len=3000, max_steps=96, spatial=SPATIAL, motion_policy="before_answer",
+                     max_len=3000, max_steps=96, spatial=SPATIAL, motion_policy=policy,
                      measurements={"height_m": 1.8, "mass_kg": 80.0, "chest_m": 1.0,
                                    "waist_m": 0.85, "hip_m": 1.0})
     if events is None:
@@ -108,9 +110,11 @@ def test_llm_coach_runs_the_real_model(model, rng):
     assert coach.dof_mask is not None and coach.dof_mask.sum() > 0      # selected once
 
 
-def test_llm_coach_is_causal_and_follows_the_grammar(model, monkeypatch, rng):
+@pytest.mark.parametrize("policy", ["before_answer", "on_change"])
+def test_llm_coach_is_causal_and_follows_the_grammar(model, monkeypatch, rng, policy):
     """Everything fed to the model before step k_cut + 1 (tokens, features, contexts) is the same
-    when the poses after k_cut / 4 s and the features after step k_cut change."""
+    when the poses after k_cut / 4 s and the features after step k_cut change; contexts go
+    where the policy (= the training's data.motion_placement) puts them."""
     from biocoach_jax.coaching import llm_coach
 
     monkeypatch.setattr(llm_coach, "ModelStream", HashStream)
@@ -124,7 +128,12 @@ def test_llm_coach_is_causal_and_follows_the_grammar(model, monkeypatch, rng):
     monkeypatch.setattr(llm_coach.LLMCoach, "step", recording_step)
     poses, times, feats = _squat_session(rng, 3, 1)
     fed_before.append({})
-    coach_a, a = _run(model, poses, times, feats)
+    coach_a, a = _run(model, poses, times, feats, policy=policy)
+    fed = np.array(coach_a.stream.tokens)
+    opens, closes = np.flatnonzero(fed == 6), np.flatnonzero(fed == 7)
+    assert len(opens) == len(closes) >= 2 and np.all(fed[opens - 1] == 3)   # after a <vision>
+    if policy == "before_answer":
+        assert np.all(fed[closes[closes + 1 < len(fed)] + 1] == 4)      # then the feedback
     assert a.feedbacks, "the biased random model should speak at least once"
     # the cut: a watched step (one not skipped while speaking) 0.6-1.5 s after the first feedback
     k = int(np.floor((a.feedbacks[0].time_s + float(rng.uniform(0.6, 1.5))) * 4))
@@ -136,7 +145,7 @@ def test_llm_coach_is_causal_and_follows_the_grammar(model, monkeypatch, rng):
     feats2[k_cut + 1:] = rng.normal(0, 1.0, feats2[k_cut + 1:].shape)
     poses2[times > cut] += rng.normal(0, 0.3, poses2[times > cut].shape)
     fed_before.append({})
-    coach_b, b = _run(model, poses2, times, feats2)
+    coach_b, b = _run(model, poses2, times, feats2, policy=policy)
     n = fed_before[0][k_cut + 1]
     assert fed_before[1][k_cut + 1] == n and coach_a.stream.trace[:n] == coach_b.stream.trace[:n]
     # so does what was said: a feedback is stamped with the media time of its step

@@ -282,6 +282,47 @@ def test_motion_segments_morph_and_labels(tok, rng):
         sq.build_episode_tokens(segment(None, [(1.0, "bad <vision> text")]), 10, tok, make_cfg())
 
 
+def test_on_change_contexts_follow_every_change_and_are_input(tok, rng):
+    """data.motion_placement = "on_change": a context after each <vision> whose step's C_motion
+    differs from the last one sent (weight 0: input, not a decision), the decision to speak
+    read after it; the stream without its contexts is the before_answer one without its own."""
+    poses, spans = squat_session(rng, [1.0, rng.uniform(0.4, 0.55), 1.0])
+    n_steps = int(len(poses) / FPS * 4) + 1
+    t_shallow = (spans[1][1] + int(rng.integers(2, 8))) / FPS
+    fbs = [(0.3, "Great job, keep your chest up!"), (t_shallow, "Squat deeper, bend your knees more.")]
+    seg = segment(poses, fbs)
+    ep = sq.build_episode_tokens(seg, n_steps, tok, make_cfg(motion_placement="on_change"))
+    toks, w = ep.tokens, ep.loss_weights
+    visions = np.flatnonzero(toks == tok.vision_id)
+    opens = np.flatnonzero(toks == tok.motion_id)
+    closes = np.flatnonzero(toks == tok.motion_end_id)
+    # the contexts are those of every watched step, sent when they change
+    every = sq.segment_contexts(seg, [k / 4.0 for k in ep.step_index], make_cfg())
+    want = [(k / 4.0, t) for i, (k, t) in enumerate(zip(ep.step_index, every))
+            if i == 0 or t != every[i - 1]]
+    assert ep.contexts == want and len(want) >= 4     # no rep yet, then >= one per rep
+    assert len(opens) == len(closes) == len(want)
+    for (t, text), o, c in zip(want, opens, closes):
+        assert toks[o - 1] == tok.vision_id and w[o - 1] == 0.0    # input: never a target
+        assert w[o:c].sum() == 0 and tok.decode(toks[o + 1:c]).strip() == text
+        k = ep.step_index[np.searchsorted(visions, o) - 1]
+        assert k / 4.0 == t
+        if c + 1 == len(toks):   # the stream may end on a context (its last step changed it)
+            continue
+        # after <motion/> the decision: <answer> (weight 1) or the next <vision> (alpha)
+        assert toks[c + 1] in (tok.answer_id, tok.vision_id)
+        assert w[c] == (1.0 if toks[c + 1] == tok.answer_id else 0.1)
+    # the last context the model read before the correction reports the shallow rep
+    a = np.flatnonzero(toks == tok.answer_id)[1]
+    assert "insufficient right knee flexion" in ep.contexts[int(np.sum(opens < a)) - 1][1]
+    # without contexts both placements give the same stream
+    ba = sq.build_episode_tokens(seg, n_steps, tok, make_cfg())
+    strip = lambda e: e.tokens[e.roles != sq.CONTEXT]  # noqa: E731
+    assert np.array_equal(strip(ep), strip(ba)) and np.array_equal(ep.step_index, ba.step_index)
+    with pytest.raises(ValueError, match="motion_placement"):
+        sq.build_episode_tokens(seg, n_steps, tok, make_cfg(motion_placement="always"))
+
+
 def test_collate_pads_and_truncates_whole_steps(tok, rng):
     N, C, S = 5, 3, int(rng.integers(30, 45))
     fbs = [(rng.uniform(0.5, 9.0), "Great job, keep your chest up!") for _ in range(4)]

@@ -11,8 +11,9 @@ waits for the next step; `<answer>` opens a feedback, and so does `<motion>` (tr
 changed C_motion between `<vision>` and `<answer>`), generated greedily token by token until
 `<answer/>` (or 128 tokens). C_motion (computed on the DoFs chosen once by the DoF selector
 from the first tau of features) is inserted before the feedback when it differs from the last
-one sent, exactly where training puts it; with `motion_policy="on_change"` it is inserted as
-soon as it changes and the model decides after it. While a feedback of n tokens is spoken the
+one sent, exactly where training puts it; with `motion_policy="on_change"` (a model trained
+with `data.motion_placement="on_change"`) it is inserted as soon as it changes and the model
+decides after it. While a feedback of n tokens is spoken the
 next floor(n / 3) steps are not fed. A feedback is stamped with the media time of the step
 after which it was decided (k / 4 s), where a live coach starts speaking it. (Stream-VLM's
 offline formula of REFERENCE §2, sum of (visions - 1) / 4 + previous length / 12, reads the
@@ -195,9 +196,11 @@ class LLMCoach:
         if self.motion_policy == "on_change":
             self._send_context(t)
         top = int(np.argmax(self.logits))
-        # training puts a changed C_motion segment between <vision> and <answer>, so a model
-        # that wants to speak predicts <motion> there: that decides to answer as well
-        speak = self.use_motion and top == self.tok.motion_id
+        # before_answer training puts a changed C_motion segment between <vision> and <answer>,
+        # so a model that wants to speak predicts <motion> there: that decides to answer as
+        # well (on_change contexts are the coach's input, never the model's decision)
+        speak = (self.use_motion and self.motion_policy == "before_answer"
+                 and top == self.tok.motion_id)
         if not speak and next_token(top, False, 0, self.ids) != self.ids.answer:
             return []
         if self.motion_policy == "before_answer":

@@ -90,7 +90,8 @@ def make_coach(exercise_name: str, *, loaded=None, measurements=None, present=No
 
     data = loaded.cfg.get("data", {})
     kw = dict(window_s=float(data.get("window_s", 3.0)), fps=float(data.get("fps", 16.0)),
-              use_motion_context=bool(data.get("use_motion_context", True)))
+              use_motion_context=bool(data.get("use_motion_context", True)),
+              motion_policy=str(data.get("motion_placement", "before_answer")))   # as trained
     if data.get("max_steps"):
         kw["max_steps"] = int(data.get("max_steps")) * 4    # long streams: a generous buffer
     features_fn = None if loaded.vision is None else cnn_features(loaded.vision)

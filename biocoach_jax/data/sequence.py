@@ -26,6 +26,11 @@ while the previous one was being spoken) is placed right after the next <vision>
 out, after the last one. Several feedbacks are placed in time order.
 C_motion for a feedback is computed at the time of the <vision> step it follows (k / step_hz),
 from the poses of the causal window [that time - window_s, that time] only.
+`data.motion_placement` says where a context goes: "before_answer" (above; the model decides
+to speak without it, from vision and the stream so far) or "on_change": right after EVERY
+<vision> whose step's C_motion differs from the last one sent (a rep passed its keyframe, a
+violation entered or left the window), so the decision after it (<answer> or the next
+<vision>) reads the kinematic evidence, as a coach who notices a fault speaks about it.
 
 Vision alignment: the episode keeps only the feature steps that got a <vision> token, in order
 (`step_index` lists the segment step of each), so the k-th <vision> of the token sequence
@@ -34,9 +39,11 @@ skipped steps never reach the model. Row 0 is always the zero step.
 
 Loss weights (position i predicts tokens[i + 1]): alpha where that target is a <vision>, 1 where
 it is a feedback token, <answer> or <answer/>, 1 where it is the <motion> that opens a context
-(that token is the decision to speak: the coach predicts it after a <vision> and answers), 0
-where it is prompt or the context itself (its text and <motion/>) and on the last position. C_morph (`context.render_morph` of the measurements) is
-tokenised without BOS into `morph_tokens` when use_morphology. Joint labels: the library
+before an answer (before_answer: that token is the decision to speak, the coach predicts it
+after a <vision> and answers; on_change contexts are input, weight 0), 0 where it is prompt or
+the context itself (its text and <motion/>) and on the last position. C_morph
+(`context.render_morph` of the measurements) is tokenised without BOS into `morph_tokens` when
+use_morphology. Joint labels: the library
 exercise's key joints (none, masked, for exercises not in the library).
 """
 from __future__ import annotations
@@ -63,6 +70,7 @@ SYSTEM_PROMPT = ("You are an expert fitness coaching AI who coaches users as the
                  "feedback. The user should be doing {exercise}.")
 # Token roles, used for the loss weights (by role, never by id: a feedback may reuse prompt ids).
 PROMPT, VISION, CONTEXT, FEEDBACK = 0, 1, 2, 3
+MOTION_PLACEMENTS = ("before_answer", "on_change")
 _ALIASES = {"pushup": "push_up", "press_up": "push_up", "curl": "bicep_curl",
             "biceps_curl": "bicep_curl", "sit_stand": "sit_to_stand"}
 
@@ -189,9 +197,15 @@ def build_episode_tokens(segment, num_steps: int, tokenizer: Tokenizer, cfg, *,
     fb_ids = [_encode_text(tokenizer, text, where) for _, text in fbs]
     steps = [int(math.floor(t * step_hz + 1e-9)) for t, _ in fbs]
     events = plan_stream(steps, [len(x) for x in fb_ids], num_steps, step_hz)
-    answers = [e for e in events if e[0] == "answer"]
-    ctx = segment_contexts(segment, [e[2] / step_hz for e in answers], cfg)
-    ctx_of = {e[1]: c for e, c in zip(answers, ctx)}
+    placement = _data_field(cfg, "motion_placement", "before_answer")
+    if placement not in MOTION_PLACEMENTS:
+        raise ValueError(f"config data.motion_placement must be one of {MOTION_PLACEMENTS}, "
+                         f"got {placement!r}")
+    # C_motion is computed at the time of the <vision> step it follows: every watched step
+    # (on_change) or the step each feedback follows (before_answer); ev[-1] is that step
+    at = [e for e in events if (e[0] == "vision") == (placement == "on_change")]
+    ctx_of = dict(zip([e[1] for e in at],
+                      segment_contexts(segment, [e[-1] / step_hz for e in at], cfg)))
 
     toks = [tokenizer.bos_id] + _encode_text(tokenizer, system_prompt(segment.exercise), where)
     roles = [PROMPT] * len(toks)
@@ -207,19 +221,22 @@ def build_episode_tokens(segment, num_steps: int, tokenizer: Tokenizer, cfg, *,
             put([tokenizer.vision_id], VISION)
             vstep[-1] = len(step_index)
             step_index.append(ev[1])
-            continue
-        text = ctx_of[ev[1]]
-        if text is not None and text != last_ctx:
-            put([tokenizer.motion_id] + _encode_text(tokenizer, text, where)
-                + [tokenizer.motion_end_id], CONTEXT)
-            sent.append((ev[2] / step_hz, text))
-            last_ctx = text
-        put([tokenizer.answer_id] + fb_ids[ev[1]] + [tokenizer.answer_end_id], FEEDBACK)
+        if (ev[0] == "vision") == (placement == "on_change"):
+            text = ctx_of[ev[1]]
+            if text is not None and text != last_ctx:
+                put([tokenizer.motion_id] + _encode_text(tokenizer, text, where)
+                    + [tokenizer.motion_end_id], CONTEXT)
+                sent.append((ev[-1] / step_hz, text))
+                last_ctx = text
+        if ev[0] == "answer":
+            put([tokenizer.answer_id] + fb_ids[ev[1]] + [tokenizer.answer_end_id], FEEDBACK)
 
     roles_a = np.asarray(roles, np.int8)
     weights = np.zeros(len(toks), np.float32)
     nxt = roles_a[1:]
-    speak = (nxt == FEEDBACK) | ((nxt == CONTEXT) & (np.asarray(toks[1:]) == tokenizer.motion_id))
+    speak = nxt == FEEDBACK
+    if placement == "before_answer":   # the <motion> that opens a context is the decision
+        speak |= (nxt == CONTEXT) & (np.asarray(toks[1:]) == tokenizer.motion_id)
     weights[:-1] = np.where(nxt == VISION, alpha, np.where(speak, 1.0, 0.0))
     morph: list[int] = []
     if _data_field(cfg, "use_morphology", True) and segment.measurements:
