@@ -39,6 +39,10 @@ def base() -> ml_collections.ConfigDict:
     c.data = ml_collections.ConfigDict()
     c.data.data_dir = ""
     c.data.split = "train"
+    # the annotation index the coach learns from: the anatomical feedback (QEVD-bio-fit-coach
+    # style) or, for the paper's Stream-VLM baseline, the synthetic world's colloquial wording
+    # of the same lines (data.qevd.COLLOQUIAL_RECORDS_FILE)
+    c.data.records_file = "feedbacks_long_range.json"
     c.data.eval_split = "benchmark"
     c.data.text_file = ""               # lm stage: one document per line ("" = the split's feedbacks)
     c.data.eval_rows = 0                # lm stage: packed rows held out for eval
@@ -54,8 +58,9 @@ def base() -> ml_collections.ConfigDict:
     # where C_motion enters the stream (data/sequence.py): "before_answer" (DESIGN §4) or
     # "on_change" (after every <vision> that changes it, so the decision to speak reads it).
     # Tiny --long demo, on_change with 2048-token rows: BioCoach METEOR 0.447 vs 0.471, T-F
-    # 0.661 vs 0.667, corrective METEOR 0.386 vs 0.372, 3.8x the step time, real-time factor
-    # 0.24 vs 0.09: no gain at the tiny scale, so before_answer stays the default.
+    # 0.661 vs 0.667, corrective METEOR 0.386 vs 0.372, real-time factor 0.083 vs 0.078, and
+    # ~1850 vs ~4600 tokens/s in training (rows twice as long): no gain at the tiny scale, so
+    # before_answer stays the default.
     c.data.motion_placement = "before_answer"
     c.data.context_dofs = "labels"
     c.data.use_morphology = True
