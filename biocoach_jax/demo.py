@@ -42,6 +42,7 @@ def _steps(ctx: st.Context):
     ]
     for key, label in st.SYSTEMS[:-1]:
         what = {"streamvlm": "Stream-VLM stage (LoRA + vision cross-attention)",
+                "streamvlm_colloquial": "Stream-VLM stage, colloquial wording (the paper's baseline)",
                 "biocoach": "BioCoach stage (from Stream-VLM, with C_motion and C_morph)"}
         steps.append((key, what.get(key, f"ablation: BioCoach {label}"),
                       lambda k=key: st.run_done(ctx, k), lambda k=key: st.train_stage(ctx, k)))

@@ -34,9 +34,15 @@ def _morph_text(measurements) -> str:
 
 def split_texts(data_dir, split: str = "train") -> list[str]:
     """Every feedback line of a split's workouts, transitions between exercises included
-    (those fall outside the single-exercise segments)."""
-    from biocoach_jax.data.session import load_split
-    return [text for s in load_split(data_dir, split, load_poses=False) for _, text, _ in s.feedbacks]
+    (those fall outside the single-exercise segments), in each wording the split has (the
+    anatomical index, then the colloquial one where the synthetic world wrote it)."""
+    from biocoach_jax.data.qevd import COLLOQUIAL_RECORDS_FILE, RECORDS_FILE
+    from biocoach_jax.data.session import load_split, split_dir
+
+    root = split_dir(data_dir, split)
+    files = [f for f in (RECORDS_FILE, COLLOQUIAL_RECORDS_FILE) if (root / f).is_file()]
+    return [text for f in files for s in load_split(data_dir, split, load_poses=False, records_file=f)
+            for _, text, _ in s.feedbacks]
 
 
 def tokenizer_lines(segments, cfg, feedback_texts=()) -> list[str]:

@@ -52,7 +52,8 @@ LONG = Plan(name="long", benchmark_sessions=8,
                    ("ablation", 100)),
             lm_rows=(2, 1024), quote_copies=10)
 
-SYSTEMS = (("streamvlm", "Stream-VLM"), ("biocoach", "BioCoach"),
+SYSTEMS = (("streamvlm", "Stream-VLM"), ("streamvlm_colloquial", "Stream-VLM (colloquial)"),
+           ("biocoach", "BioCoach"),
            ("no_dof_selection", "w/o DoF selection"), ("no_motion_context", "w/o motion context"),
            ("no_morphology", "w/o morphology"), ("window_2s", "window 2 s"),
            ("rule_based", "rule-based"))
@@ -69,7 +70,7 @@ class Context:
         return self.root / "data"
 
     def run_dir(self, key: str) -> pathlib.Path:
-        if key in ("streamvlm", "biocoach"):
+        if key in ("streamvlm", "streamvlm_colloquial", "biocoach"):
             return self.root / key
         return self.root / "ablations" / key
 
@@ -84,8 +85,9 @@ class Context:
             c.data.batch_size, c.data.max_tokens = self.plan.lm_rows
         elif key == "vision":
             c, kind = vision.make(root), "vision"
-        elif key == "streamvlm":
-            c, kind = streamvlm.make(root), "streamvlm"
+        elif key in ("streamvlm", "streamvlm_colloquial"):
+            wording = "colloquial" if key == "streamvlm_colloquial" else "anatomical"
+            c, kind = streamvlm.make(root, wording), "streamvlm"
         elif key == "biocoach":
             c, kind = biocoach.make(root), "biocoach"
         else:

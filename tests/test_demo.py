@@ -15,8 +15,8 @@ import pytest
 from biocoach_jax import demo, demo_stages
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-STAGES = ("streamvlm", "biocoach", "no_dof_selection", "no_motion_context", "no_morphology",
-          "window_2s")
+STAGES = ("streamvlm", "streamvlm_colloquial", "biocoach", "no_dof_selection",
+          "no_motion_context", "no_morphology", "window_2s")
 
 
 def _run_demo(workdir: pathlib.Path, *extra) -> subprocess.CompletedProcess:
@@ -50,7 +50,7 @@ def test_every_stage_leaves_its_checkpoint_and_product(quick_run):
     assert len(feats) == demo_stages.QUICK.train_sessions + demo_stages.QUICK.benchmark_sessions
 
 
-def test_table_has_seven_systems_with_finite_metrics(quick_run):
+def test_table_has_every_system_with_finite_metrics(quick_run):
     w, first = quick_run
     rows = json.loads((w / "table.json").read_text())
     assert [r["label"] for r in rows] == [label for _, label in demo_stages.SYSTEMS]
@@ -58,7 +58,8 @@ def test_table_has_seven_systems_with_finite_metrics(quick_run):
         for key in ("meteor", "rouge_l", "t_f_score", "bio_all_acc"):
             assert math.isfinite(r["metrics"][key]) and 0.0 <= r["metrics"][key] <= 1.0, (r["label"], key)
     md = (w / "table.md").read_text()
-    assert len([ln for ln in md.splitlines() if ln.startswith("| ")]) == 1 + 7   # header + rows
+    n_rows = len(demo_stages.SYSTEMS)
+    assert n_rows == 8 and len([ln for ln in md.splitlines() if ln.startswith("| ")]) == 1 + n_rows
     assert "BERTScore skipped" in md
     assert md.strip().splitlines()[2].split("|")[1].strip() == "Stream-VLM"
     assert "Stream-VLM" in first.stdout and "rule-based" in first.stdout

@@ -1,6 +1,8 @@
 """grain pipeline (data/pipeline.py) over a tiny QEVD-layout world written by the test."""
 from __future__ import annotations
 
+import dataclasses
+
 import ml_collections
 import numpy as np
 import pytest
@@ -192,3 +194,18 @@ def test_missing_features_name_the_video(tmp_path, rng):
     tok = train_bpe_tokenizer(CORPUS, 400, tmp_path / "tok", seed=0)
     with pytest.raises(pl.FeatureFileError, match="0000.mp4.*extract_features"):
         pl.make_source(make_cfg(tmp_path), tok, "train")
+
+
+def test_records_file_chooses_the_wording(world):
+    """data.records_file: the coach learns the lines of the index it names (the synthetic
+    world's colloquial wording sits beside the anatomical one, same times)."""
+    root, workouts, tok, cfg, source = world
+    other = [dataclasses.replace(w, spans=[s._replace(text=s.text if s.is_transition
+                                                      else f"Plain {s.text}") for s in w.spans])
+             for w in workouts]
+    qevd.write_feedbacks_json(root / qevd.TRAIN_DIR / qevd.COLLOQUIAL_RECORDS_FILE, other)
+    plain = pl.make_source(make_cfg(root, records_file=qevd.COLLOQUIAL_RECORDS_FILE), tok, "train")
+    assert len(plain) == len(source)
+    for a, b in zip(source.episodes, plain.episodes):
+        assert [t for t, _ in a.feedbacks] == [t for t, _ in b.feedbacks] and a.feedbacks
+        assert [f"Plain {x}" for _, x in a.feedbacks] == [x for _, x in b.feedbacks]

@@ -8,7 +8,7 @@ import pytest
 
 from biocoach_jax.data.synth import feedback as F
 from biocoach_jax.data.synth.subjects import sample_subject
-from biocoach_jax.data.synth.templates import FAMILIES
+from biocoach_jax.data.synth.templates import COLLOQUIAL, FAMILIES
 from biocoach_jax.data.synth.workout import make_workout
 
 FPS = 16.0
@@ -23,10 +23,13 @@ def test_speech_time_hand_worked():
 
 
 def test_every_family_has_six_paraphrases_that_format():
-    fields = dict(joint="right knee", joint_cap="Right knee", motion="flexion", v=72, target="at least 90°",
-                  kf="at the bottom", b=90, diff=20, dur="0.9", lim="1.2", n=5,
-                  reason="for your height", reason_cap="For your height")
-    for name, tpls in FAMILIES.items():
+    assert set(COLLOQUIAL) == {*FAMILIES} - {"encourage_plain", "morph_reason"}
+    for name, tpls in COLLOQUIAL.items():   # the colloquial wording: no joint angles
+        assert len(set(tpls)) == len(tpls) >= 6 and all("°" not in t for t in tpls), name
+    fields = dict(joint="right knee", joint_cap="Right knee", motion="flexion", v=72,
+                  target="at least 90°", kf="at the bottom", b=90, diff=20, dur="0.9", lim="1.2",
+                  n=5, reason="for your height", reason_cap="For your height")
+    for name, tpls in [*FAMILIES.items(), *COLLOQUIAL.items()]:
         assert len(tpls) >= 6, name
         assert len(set(tpls)) == len(tpls), name
         for t in tpls:

@@ -45,6 +45,15 @@ def test_cli_writes_qevd_layout_and_gt_agrees(cli_run):
     root, _ = cli_run
     workouts = qevd.read_feedbacks_json(root / qevd.RECORDS_FILE, check_files=False)
     assert [w.workout_id for w in workouts] == ["0000", "0001"]
+    # the colloquial index: the same lines at the same frames, other words, no angles
+    plain = qevd.read_feedbacks_json(root / qevd.COLLOQUIAL_RECORDS_FILE, check_files=False)
+    assert [w.workout_id for w in plain] == ["0000", "0001"]
+    for w, p in zip(workouts, plain):
+        assert [(s.start_frame, s.end_frame, s.time_s, s.is_transition) for s in w.spans] == \
+            [(s.start_frame, s.end_frame, s.time_s, s.is_transition) for s in p.spans]
+        assert all(a.text == b.text for a, b in zip(w.spans, p.spans) if a.is_transition)
+        assert all("°" not in s.text for s in p.spans)
+        assert sum("°" in s.text for s in w.spans) >= 3
     for w in workouts:
         gt = json.loads((root / "ground_truth" / f"{w.workout_id}.json").read_text())
         t = qevd.read_video_timestamps(root / w.timestamps_file)
@@ -52,9 +61,12 @@ def test_cli_writes_qevd_layout_and_gt_agrees(cli_run):
         assert np.allclose(np.diff(t), 1 / 16)
         # same spans, times and transition flags in both files
         assert len(w.spans) == len(gt["feedbacks"])
+        same = next(p for p in plain if p.workout_id == w.workout_id)
+        colloquial = {p.start_frame: p.text for p in same.spans}
         for s, f in zip(w.spans, gt["feedbacks"]):
             assert (s.start_frame, s.end_frame, s.text, s.is_transition) == \
                 (f["start_frame"], f["end_frame"], f["text"], f["is_transition"])
+            assert f["colloquial_text"] == colloquial[s.start_frame]
             assert s.time_s == pytest.approx(f["time_qevd_s"], abs=1e-6)
             assert s.time_s == pytest.approx(t[s.start_frame], abs=1e-6)
         # one segment per exercise, named by its transition, reps counted in GT

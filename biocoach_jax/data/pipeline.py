@@ -87,7 +87,8 @@ def feature_tokens(steps: np.ndarray) -> np.ndarray:
 def _items(cfg, tokenizer: Tokenizer, split: str) -> list[_Item]:
     data_dir = cfg.data.data_dir
     items = []
-    for session in load_split(data_dir, split):
+    records = cfg.data.get("records_file", qevd.RECORDS_FILE)   # which wording the coach learns
+    for session in load_split(data_dir, split, records_file=records):
         fpath = session.features_path
         if fpath is None:
             raise FeatureFileError(

@@ -26,6 +26,9 @@ import numpy as np
 from biocoach_jax.io_utils import atomic_save_npy, atomic_write_text, safe_load_npy
 
 RECORDS_FILE = "feedbacks_long_range.json"
+# the synthetic world's colloquial wording of the same lines at the same times (QEVD-fit-coach
+# style; RECORDS_FILE holds the anatomical QEVD-bio-fit-coach rewrite)
+COLLOQUIAL_RECORDS_FILE = "feedbacks_long_range_colloquial.json"
 TRAIN_DIR = "QEVD-FIT-COACH"
 BENCHMARK_DIR = "QEVD-FIT-COACH-Benchmark"
 # Stream-VLM's loader adds 8 h to the nanosecond capture times to reach the clock of

@@ -128,10 +128,12 @@ def _session(root: pathlib.Path, w: qevd.Workout, load_poses: bool) -> Session:
         ground_truth=_read_json_object(gt) if gt.is_file() else None)
 
 
-def load_split(data_dir, split: str = "train", *, load_poses: bool = True) -> list[Session]:
-    """All workouts of a split, validated (files exist, per-frame counts agree)."""
+def load_split(data_dir, split: str = "train", *, load_poses: bool = True,
+               records_file: str = qevd.RECORDS_FILE) -> list[Session]:
+    """All workouts of a split, validated (files exist, per-frame counts agree). records_file:
+    the annotation index to read (the synthetic world also writes COLLOQUIAL_RECORDS_FILE)."""
     root = split_dir(data_dir, split)
-    workouts = qevd.read_feedbacks_json(root / qevd.RECORDS_FILE, check_files=True)
+    workouts = qevd.read_feedbacks_json(root / records_file, check_files=True)
     return [_session(root, w, load_poses) for w in workouts]
 
 

@@ -2,6 +2,11 @@
 synthetic world, starting from the tiny LLaMA of stage 1 and the tiny CNN of stage 2.
 
     python -m biocoach_jax.train --config=configs/tiny/streamvlm.py --workdir=$BIOCOACH_TINY_ROOT/streamvlm
+    python -m biocoach_jax.train --config=configs/tiny/streamvlm.py:colloquial --workdir=$BIOCOACH_TINY_ROOT/streamvlm_colloquial
+
+The second is the paper's baseline condition: Stream-VLM as released was trained on
+QEVD-fit-coach's colloquial feedback and evaluated on the anatomical rewrite; it learns the
+synthetic world's colloquial wording of the same lines (data.qevd.COLLOQUIAL_RECORDS_FILE).
 
 Needs $BIOCOACH_TINY_ROOT/{data, tokenizer, lm/llama, vision/vision_cnn} (stages 1 and 2, the
 synthetic world and its cached features). Its workdir is the `init.checkpoint` of
@@ -9,6 +14,7 @@ configs/tiny/biocoach.py.
 """
 import os
 
+from biocoach_jax.data.qevd import COLLOQUIAL_RECORDS_FILE
 from configs._base import base, tiny_root
 from configs.tiny.vision import tiny_vision
 
@@ -48,8 +54,12 @@ def tiny_vlm(stage: str, root: str | None = None):
     return c
 
 
-def make(root: str | None = None):
+def make(root: str | None = None, wording: str = "anatomical"):
     c = tiny_vlm("streamvlm", root)
+    if wording == "colloquial":
+        c.data.records_file = COLLOQUIAL_RECORDS_FILE
+    elif wording != "anatomical":
+        raise ValueError(f"wording must be 'anatomical' or 'colloquial', got {wording!r}")
     c.data.use_motion_context = False  # the baseline sees no kinematic context
     c.data.max_tokens = SHORT_STREAM_TOKENS
     c.data.use_morphology = False
@@ -57,5 +67,5 @@ def make(root: str | None = None):
     return c
 
 
-def get_config():
-    return make()
+def get_config(wording: str = "anatomical"):
+    return make(wording=wording)

@@ -12,6 +12,8 @@ Lines (QEVD-bio style: anatomically precise, quantitative):
     the first one). QEVD-bio-fit-coach rewrote every line of QEVD-fit-coach into anatomical
     language, so its counts and praise name joints and angles too; their facts have kind
     "in_range" (a measured pose, not an error).
+Every line also has its colloquial wording (`Line.plain`, templates.COLLOQUIAL: "Knees out!",
+"That's 5!"), the QEVD-fit-coach text the bio rewrite started from, at the same time.
 Speech timing: a line of w words is spoken in ceil(1.3 w) / 12 s (1.3 tokens per English word
 on average for LLaMA-style BPE tokenizers, 12 tokens/s = Stream-VLM's INFERENCE_SPEED). A line
 is shown for that long; lines never overlap and keep GAP_FRAMES between them. Scheduling is by
@@ -30,7 +32,7 @@ from biocoach_jax.exercises import Exercise
 from biocoach_jax.exercises.conventions import joint_label, joint_label_unsided, motion_words
 
 from . import morphology
-from .templates import FAMILIES, KEYFRAME_PHRASES, PLURAL_JOINTS
+from .templates import COLLOQUIAL, FAMILIES, KEYFRAME_PHRASES, PLURAL_JOINTS
 
 TOKENS_PER_WORD, TOKENS_PER_S = 1.3, 12.0
 GAP_FRAMES = 2
@@ -49,11 +51,16 @@ class Line:
     label: str | None = None  # error family (insufficient_range, knee_valgus, ...)
     start: int = -1           # scheduled frames (inclusive), -1 = not placed
     end: int = -1
+    plain: str | None = None  # the colloquial wording (QEVD-fit-coach style); None = `text`
+
+    @property
+    def colloquial(self) -> str:
+        return self.text if self.plain is None else self.plain
 
     def to_json(self, fps: float) -> dict:
         return {"kind": self.kind, "text": self.text, "start_frame": self.start,
                 "end_frame": self.end, "time_s": self.start / fps, "rep": self.rep,
-                "label": self.label, "facts": self.facts}
+                "label": self.label, "facts": self.facts, "colloquial_text": self.colloquial}
 
 
 def speech_seconds(text: str) -> float:
@@ -140,6 +147,12 @@ def exercise_lines(ex: Exercise, track, subject, rng, offset: int, fps: float,
                    models: dict) -> list[Line]:
     """Unscheduled lines for a track placed at frame `offset` of the workout."""
     lines = []
+    talk = rng.spawn(1)[0]    # the colloquial wording's own draws (the rest stays as it was)
+
+    def say(family: str, **fields) -> str:
+        options = COLLOQUIAL[family]
+        return options[int(talk.integers(len(options)))].format(**fields)
+
     groups: dict[int, list] = {}
     for e in track.errors:
         groups.setdefault(e.group, []).append(e)
@@ -152,7 +165,8 @@ def exercise_lines(ex: Exercise, track, subject, rng, offset: int, fps: float,
         facts = [{"dof": x.dof, "kind": x.kind, "value": round(x.value, 3),
                   "bound": round(x.bound, 3), "unit": "s" if x.kind.startswith("tempo") else "deg",
                   "rep": x.rep} for x in g]
-        lines.append(Line("error", text, int(rng.integers(lo, hi + 1)), hi, facts, e.rep, label))
+        lines.append(Line("error", text, int(rng.integers(lo, hi + 1)), hi, facts, e.rep, label,
+                          plain=say(label)))
     drive = ex.driving[0].dof
     erring = {e.rep for e in track.errors}
     for rep in track.reps:
@@ -161,17 +175,20 @@ def exercise_lines(ex: Exercise, track, subject, rng, offset: int, fps: float,
             text, fact = _pose_line("count", ex, drive, track.key_values[rep.index], rep.index,
                                     rng, n=n)
             want = offset + rep.end + int(rng.integers(1, 8))
-            lines.append(Line("count", text, want, want + int(1.5 * fps),
-                              [{"kind": "count", "value": n}, fact], rep.index))
+            facts = [{"kind": "count", "value": n}, fact]
+            lines.append(Line("count", text, want, want + int(1.5 * fps), facts, rep.index,
+                              plain=say("count", n=n)))
     a, b = offset + track.active[0], offset + track.active[1]
     for _ in range(int(rng.integers(1, 3))):
         want = int(rng.integers(a, max(a + 1, b - int(2 * fps))))
         # the latest clean repetition whose keyframe is half a second old quotes its pose
-        seen = [r for r in track.reps if r.index not in erring and offset + r.key + fps // 2 <= want]
+        seen = [r for r in track.reps
+                if r.index not in erring and offset + r.key + fps // 2 <= want]
         if seen:
             r = seen[-1]
             text, fact = _pose_line("encourage", ex, drive, track.key_values[r.index], r.index, rng)
-            lines.append(Line("encourage", text, want, want + int(2 * fps), [fact], r.index))
+            lines.append(Line("encourage", text, want, want + int(2 * fps), [fact], r.index,
+                              plain=say("encourage")))
         else:
             plain = FAMILIES["encourage_plain"]
             lines.append(Line("encourage", plain[int(rng.integers(len(plain)))], want,

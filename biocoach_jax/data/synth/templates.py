@@ -124,6 +124,35 @@ FAMILIES: dict[str, tuple[str, ...]] = {
         " {reason_cap} you don't need to go deeper than that.",
     ),
 }
+# The colloquial wording of every line (QEVD-fit-coach, before the bio rewrite): the same
+# moment, no joint angles. Stream-VLM as released was trained on such text; the synthetic world
+# writes it beside the anatomical lines (feedbacks_long_range_colloquial.json, same times).
+COLLOQUIAL: dict[str, tuple[str, ...]] = {
+    "insufficient_range": ("Go a little deeper!", "Try to get more range!", "Bend a bit more!",
+                           "A bit lower next time!", "Push for the full range!",
+                           "Almost there, go further!"),
+    "excess_range": ("Don't go too far!", "Control that range!", "Not so far, ease off!",
+                     "Keep it a bit smaller!", "Easy, don't overdo it!", "Rein it in a little!"),
+    "trunk_flexion": ("Chest up!", "Keep your back straight!", "Don't round your back!",
+                      "Lift your chest!", "Straight back please!", "Keep that spine neutral!"),
+    "back_arch": ("Don't arch your back!", "Tuck your ribs in!", "Brace your core!",
+                  "Keep your back flat!", "Squeeze your glutes!", "No arching!"),
+    "knee_valgus": ("Knees out!", "Push your knees out!", "Don't let your knees cave!",
+                    "Knees over toes!", "Keep your knees wide!", "Watch your knees!"),
+    "elbow_flare": ("Tuck your elbows!", "Elbows in!", "Keep your elbows close!",
+                    "Don't flare your elbows!", "Elbows closer to your body!", "Watch those elbows!"),
+    "asymmetry": ("Keep it even!", "Both sides the same!", "Balance it out!",
+                  "Don't favour one side!", "Stay level!", "Even it out!"),
+    "instability": ("Stay steady!", "Hold still!", "Keep it stable!", "Control it!",
+                    "Less wobble!", "Lock it in!"),
+    "tempo_fast": ("Slow down!", "Not so fast!", "Take your time!", "Control the movement!",
+                   "Easy, slower!", "Don't rush it!"),
+    "tempo_slow": ("Keep moving!", "A bit faster!", "Pick up the pace!", "Don't stop!",
+                   "Keep the rhythm!", "Quicker now!"),
+    "count": ("That's {n}!", "{n}!", "{n} done!", "That makes {n}.", "Rep {n}, nice.", "Good, {n}.",
+              "And {n}!", "{n} in the bag!"),
+    "encourage": FAMILIES["encourage_plain"],
+}
 FIRST, NEXT, END = "First up are {name}!", "Moving on to {name}!", "That's the end of the workout!"
 # names as the transitions say them (QEVD style: plural, lower case)
 SPOKEN_NAMES = {

@@ -39,9 +39,11 @@ class Workout:
     def num_frames(self) -> int:
         return len(self.poses)
 
-    def spans(self) -> list[tuple[int, int, str, bool]]:
-        """(start_frame, end_frame inclusive, text, is_transition) in time order."""
-        return [(ln.start, ln.end, ln.text, ln.kind == "transition") for ln in self.lines]
+    def spans(self, colloquial: bool = False) -> list[tuple[int, int, str, bool]]:
+        """(start_frame, end_frame inclusive, text, is_transition) in time order; the
+        colloquial wording of each line instead of the anatomical one if asked."""
+        return [(ln.start, ln.end, ln.colloquial if colloquial else ln.text,
+                 ln.kind == "transition") for ln in self.lines]
 
 
 def _blend(a: np.ndarray, b: np.ndarray, n: int) -> np.ndarray:

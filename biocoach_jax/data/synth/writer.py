@@ -1,7 +1,8 @@
 """Write a synthetic split in the QEVD-FIT-COACH layout (see data/session.py for the layout).
 
     DIR/QEVD-FIT-COACH/ (train) or DIR/QEVD-FIT-COACH-Benchmark/ (benchmark)
-      feedbacks_long_range.json                      written LAST (the index)
+      feedbacks_long_range_colloquial.json           the same lines, colloquial wording
+      feedbacks_long_range.json                      written LAST (the index; anatomical wording)
       long_range_videos/<id>.mp4, <id>_timestamps.npy (int64 ns; QEVD clock = ns/1e9 + 8 h)
       HSMR_outputs/HSMR-<id>.npy                      HSMR format, estimation noise (hsmr_out.py)
       morphometrics/<id>.json                         height_m, mass_kg, chest_m, waist_m, hip_m
@@ -34,7 +35,7 @@ SPLIT_DIRS = {"train": qevd.TRAIN_DIR, "benchmark": qevd.BENCHMARK_DIR}
 SPLIT_CODES = {"train": 0, "benchmark": 1}
 BASE_CAPTURE_S = 1_650_000_000       # capture clock of session 0 (seconds since the epoch)
 NS_PER_FRAME = 62_500_000            # 1/16 s, exact in integer nanoseconds
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2   # 2: counts / encouragement quote the pose; the colloquial index
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,9 +91,9 @@ def simulate(cfg: SynthConfig, index: int) -> Workout:
     return make_workout(subject, rng)
 
 
-def qevd_workout(w: Workout, sid: str, ns: np.ndarray) -> qevd.Workout:
+def qevd_workout(w: Workout, sid: str, ns: np.ndarray, colloquial: bool = False) -> qevd.Workout:
     t = qevd.ns_to_qevd_seconds(ns)
-    spans = [qevd.Span(a, b, text, float(t[a]), tr) for a, b, text, tr in w.spans()]
+    spans = [qevd.Span(a, b, text, float(t[a]), tr) for a, b, text, tr in w.spans(colloquial)]
     return qevd.Workout(sid, f"long_range_videos/{sid}.mp4",
                         f"long_range_videos/{sid}_timestamps.npy", w.num_frames, spans)
 
@@ -146,14 +147,14 @@ def _render(cfg: SynthConfig, w: Workout, rng, path: pathlib.Path) -> None:
     write_video(path, render_frames(w.poses, seg, cam, look, size=cfg.size), w.fps)
 
 
-def build_session(cfg: SynthConfig, index: int) -> tuple[dict, bool]:
-    """Simulate session `index` and write its files unless all exist. Returns (QEVD record,
-    whether anything was written)."""
+def build_session(cfg: SynthConfig, index: int) -> tuple[tuple[dict, dict], bool]:
+    """Simulate session `index` and write its files unless all exist. Returns (its QEVD records:
+    anatomical and colloquial wording, whether anything was written)."""
     sid = session_id(index)
     _, est_rng, render_rng = _streams(cfg, index)
     w = simulate(cfg, index)
     ns = frame_times_ns(index, w.num_frames)
-    record = qevd_workout(w, sid, ns).to_record()
+    record = tuple(qevd_workout(w, sid, ns, colloquial).to_record() for colloquial in (False, True))
     paths = session_paths(cfg, sid)
     if all(p.is_file() for p in paths.values()):
         return record, False
@@ -193,6 +194,9 @@ def write_split(cfg: SynthConfig, workers: int = 1, progress: bool = True) -> pa
                 records.append(rec)
                 bar.update()
     bar.close()
+    # the colloquial index first: the anatomical one, written last, marks a complete split
+    atomic_write_text(cfg.root / qevd.COLLOQUIAL_RECORDS_FILE,
+                      json.dumps([r[1] for r in records], indent=1))
     index = cfg.root / qevd.RECORDS_FILE
-    atomic_write_text(index, json.dumps(records, indent=1))
+    atomic_write_text(index, json.dumps([r[0] for r in records], indent=1))
     return index
