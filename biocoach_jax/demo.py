@@ -4,9 +4,10 @@
 
 synthetic data (QEVD layout, train + benchmark) -> BPE tokenizer -> tiny LLaMA pretrained on the
 coaching text (frozen afterwards) -> tiny causal 3D CNN pretrained on rendered clips -> cached
-features of both splits -> Stream-VLM stage (LoRA + vision cross-attention) -> BioCoach stage
-(from Stream-VLM) -> the four ablations -> the paper's table on the synthetic benchmark for
-Stream-VLM, BioCoach, the ablations and the rule-based coach, and the tiny coach's real-time
+features of both splits -> Stream-VLM stage (LoRA + vision cross-attention), on the anatomical
+wording and on the colloquial one (the paper's baseline condition) -> BioCoach stage (from
+Stream-VLM) -> the four ablations -> the paper's table on the synthetic benchmark for both
+Stream-VLMs, BioCoach, the ablations and the rule-based coach, and the tiny coach's real-time
 factor. Every step skips work already in the workdir, so a re-run resumes where it stopped.
 Configs: configs/tiny/*.py (paths under the workdir); scale: `demo_stages.FULL` (default,
 <= 15 min), `QUICK` (--quick, <= 3 min) or `LONG` (--long: the LM pretrained until it quotes

@@ -20,12 +20,12 @@ from biocoach_jax.io_utils import atomic_write_text
 
 @dataclasses.dataclass(frozen=True)
 class Plan:
-    """Demo scale: the full demo (target <= 15 min on 2 cores; 11.6 min measured), --quick
-    (<= 3 min; ~150 s measured) or --long. The tiny LM learns to copy numbers from its context
+    """Demo scale: the full demo (target <= 15 min on 2 cores; 11.0 min measured), --quick
+    (<= 3 min; ~110 s measured) or --long. The tiny LM learns to copy numbers from its context
     only after ~3M tokens of pretraining (an abrupt transition: 1.6M tokens gave 8% of the
-    benchmark's feedback numbers right under teacher forcing, 3M gave 56%); before it, BioCoach
-    cannot quote C_motion and scores near the baseline. --long pays for that (~9 min of LM
-    pretraining) and coaches a larger benchmark."""
+    benchmark's feedback numbers right under teacher forcing, 3M gave 56%; measured before
+    counts quoted poses); before it, BioCoach quotes C_motion unreliably. --long pays for that
+    (~9 min of LM pretraining) and coaches a larger benchmark."""
     name: str = "full"
     train_sessions: int = 24
     benchmark_sessions: int = 3
