@@ -83,6 +83,11 @@ def _joint(dofs) -> str:
     return joint_label(dofs[0])
 
 
+def _keyframe_phrase(ex: Exercise) -> str:
+    """'at the bottom' for the exercise's keyframe."""
+    return KEYFRAME_PHRASES.get(ex.keyframe().name, "at the " + ex.keyframe().name)
+
+
 def _motion(dof: str, value: float) -> str:
     pos, neg = motion_words(dof)
     return pos if value >= 0 else neg
@@ -118,9 +123,8 @@ def error_text(ex: Exercise, group: list, label: str, rng, subject=None,
                target=None) -> str:
     """One sentence for one injected mistake (group = its records, right side first)."""
     e = group[0]
-    kf = KEYFRAME_PHRASES.get(ex.keyframe().name, "at the " + ex.keyframe().name)
     tpl = FAMILIES[label][int(rng.integers(len(FAMILIES[label])))]
-    fields = dict(joint=_joint([g.dof for g in group]), kf=kf, b=_num(e.bound))
+    fields = dict(joint=_joint([g.dof for g in group]), kf=_keyframe_phrase(ex), b=_num(e.bound))
     if e.kind in ("tempo_fast", "tempo_slow"):
         fields.update(dur=f"{e.value:.1f}", lim=f"{e.bound:.1f}")
     elif e.kind == "asymmetry":
@@ -147,7 +151,7 @@ def exercise_lines(ex: Exercise, track, subject, rng, offset: int, fps: float,
                    models: dict) -> list[Line]:
     """Unscheduled lines for a track placed at frame `offset` of the workout."""
     lines = []
-    talk = rng.spawn(1)[0]    # the colloquial wording's own draws (the rest stays as it was)
+    talk = rng.spawn(1)[0]    # the colloquial wording's own draws: the anatomical lines' stay put
 
     def say(family: str, **fields) -> str:
         options = COLLOQUIAL[family]
@@ -202,10 +206,9 @@ def _pose_line(family: str, ex: Exercise, dof: str, key_values: dict, rep: int, 
     (kind "in_range": a measured pose, no error)."""
     value = key_values[dof]
     joint = _joint([dof])
-    kf = KEYFRAME_PHRASES.get(ex.keyframe().name, "at the " + ex.keyframe().name)
     tpl = FAMILIES[family][int(rng.integers(len(FAMILIES[family])))]
     text = tpl.format(joint=joint, joint_cap=joint[:1].upper() + joint[1:], v=_num(value),
-                      motion=_motion(dof, value), kf=kf, **fields)
+                      motion=_motion(dof, value), kf=_keyframe_phrase(ex), **fields)
     return text, {"dof": dof, "kind": "in_range", "value": round(value, 3), "unit": "deg",
                   "rep": rep}
 
