@@ -43,8 +43,8 @@ before an answer (before_answer: that token is the decision to speak, the coach 
 after a <vision> and answers; on_change contexts are input, weight 0), 0 where it is prompt or
 the context itself (its text and <motion/>) and on the last position. C_morph
 (`context.render_morph` of the measurements) is tokenised without BOS into `morph_tokens` when
-use_morphology. Joint labels: the library
-exercise's key joints (none, masked, for exercises not in the library).
+use_morphology. Joint labels: the library exercise's key joints (none, masked, for exercises
+not in the library).
 """
 from __future__ import annotations
 
