@@ -15,10 +15,11 @@ one sent, exactly where training puts it; with `motion_policy="on_change"` (a mo
 with `data.motion_placement="on_change"`) it is inserted as soon as it changes and the model
 decides after it. While a feedback of n tokens is spoken the next floor(n / 3) steps are not
 fed. A feedback is stamped with the media time of the step after which it was decided
-(k / 4 s), where a live coach starts speaking it. (Stream-VLM's offline formula of REFERENCE §2, sum of (visions - 1) / 4 + previous length / 12, reads the
-same time for the first feedback but, on a stream with speaking skips, one step minus
-frac(n / 3) steps earlier for each later one: up to 1.75 s early after a dozen feedbacks in
-the tests' streams, past the T-F-Score tolerance.)
+(k / 4 s), where a live coach starts speaking it. (Stream-VLM's offline formula of REFERENCE
+§2, sum of (visions - 1) / 4 + previous length / 12, reads the same time for the first feedback
+but, on a stream with speaking skips, one step minus frac(n / 3) steps earlier for each later
+one: up to 1.75 s early after a dozen feedbacks in the tests' streams, past the T-F-Score
+tolerance.)
 The k-th `<vision>` fed attends to row k of the feature buffer, as in training.
 """
 from __future__ import annotations
