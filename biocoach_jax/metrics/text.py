@@ -72,6 +72,7 @@ def meteor_tokenize(text: str) -> list[str]:
     return [tok for sent in _sentence_splitter().tokenize(text) for tok in words.tokenize(sent)]
 
 
+@functools.lru_cache(maxsize=1 << 16)   # a table scores each matched pair twice (all, corrective)
 def meteor(reference: str, prediction: str) -> float:
     """METEOR of one prediction against one reference (evaluate 0.4.1's computation)."""
     from nltk.translate.meteor_score import single_meteor_score
